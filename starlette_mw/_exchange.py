@@ -1,0 +1,314 @@
+"""One request's trip through an `HTTPMiddleware`: dispatch, `call_next` and the app behind it.
+
+Starlette's `BaseHTTPMiddleware` runs the app in a task and carries every message of the
+response through a memory stream to the dispatch task, which sends it on. Here the app also
+runs in a task of its own (dispatch must get its response while the app is still running), but
+once dispatch returns the response that `call_next` gave it, the app's task sends the rest of
+the response to the server itself: no stream, no task switch per chunk, and the messages go out
+as the app wrote them. Only when dispatch reads the body itself (or returns another response)
+does the body travel through a stream, as it does in Starlette.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CallNext = Callable[[Request], Awaitable[Response]]
+DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
+
+# How the app's response reaches the client; decided when dispatch returns or starts reading the body.
+PENDING, FORWARD, PULL, DISCARD = range(4)
+
+# What call_next answers when the client left before the app sent a response (nginx's convention);
+# BaseHTTPMiddleware raises RuntimeError("No response returned.") there instead.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _disconnect() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _is_last(message: Message, trailers: bool) -> bool:
+    """Whether `message` ends the response, after which dispatch's own background task may run."""
+    kind = message["type"]
+    if kind == "http.response.body":
+        return not (trailers or message.get("more_body", False))
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend"
+
+
+class DispatchRequest(Request):
+    """The request dispatch sees; the app behind reads its body through `app_receive`.
+
+    Whatever dispatch read of the body is replayed to the app, so both can read it in any
+    order, with the same rules as Starlette's: after `body()` the app gets the whole body again,
+    after a full `stream()` an empty one. This reads the `_body`, `_stream_consumed` and
+    `_is_disconnected` fields that `Request` itself keeps, as Starlette's own cached request does.
+    """
+
+    _handed_over = False  # the body (or what is left of it) has reached the app
+    _disconnect_seen = False
+
+    async def app_receive(self) -> Message:
+        if self._disconnect_seen:
+            return _disconnect()
+        if self._handed_over:
+            if self._is_disconnected:
+                message = _disconnect()
+            else:
+                message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self._is_disconnected = self._disconnect_seen = True
+            return message
+        body: bytes | None = getattr(self, "_body", None)
+        if body is None and self._stream_consumed:
+            body = b""
+        if body is not None:
+            self._handed_over = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        try:
+            async with aclosing(self.stream()) as stream:
+                chunk = await stream.__anext__()
+        except ClientDisconnect:
+            self._disconnect_seen = True
+            return _disconnect()
+        self._handed_over = self._stream_consumed
+        return {"type": "http.request", "body": chunk, "more_body": not self._stream_consumed}
+
+
+class AppResponse(Response):
+    """What `call_next` returns: the app's status and headers, with the body still on its way.
+
+    Change `status_code` or `headers` freely. Read `body_iterator` to see the body (it then flows
+    through dispatch); leave it alone and the app sends the body straight to the client.
+    """
+
+    def __init__(self, exchange: Exchange, start: Message) -> None:
+        self.status_code = start["status"]
+        self.raw_headers = list(start.get("headers", ()))
+        self.media_type = None
+        self.background = None
+        self.body_iterator = self.app_body = exchange.pull_body()
+        self._exchange = exchange
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self._exchange
+        await exchange.send_start(send, self)
+        ended = False
+        async for chunk in self.body_iterator:
+            if isinstance(chunk, dict):  # pathsend or trailers, passed on as the app sent them
+                if chunk["type"] == "http.response.trailers" and not ended:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                ended = True
+                await send(chunk)
+                continue
+            if isinstance(chunk, str):
+                chunk = chunk.encode(self.charset)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.background is not None:
+            await self.background()
+
+
+class Exchange:
+    """The state of one request between dispatch (in the caller's task) and the app (in its own)."""
+
+    __slots__ = (
+        "app",
+        "app_context",
+        "app_done",
+        "app_exc",
+        "called",
+        "debug",
+        "decided",
+        "exc_raised",
+        "mode",
+        "pipe_recv",
+        "pipe_send",
+        "receive_scopes",
+        "request",
+        "response",
+        "response_sent",
+        "scope",
+        "send",
+        "start",
+        "started",
+        "task_group",
+    )
+
+    def __init__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        self.app = app
+        self.scope = scope
+        self.send = send
+        self.request = DispatchRequest(scope, receive, send)
+        self.mode = PENDING
+        self.called = self.app_done = self.exc_raised = False
+        self.start: Message | None = None
+        self.debug: Message | None = None
+        self.app_exc: Exception | None = None
+        self.app_context: contextvars.Context | None = None
+        self.response: AppResponse | None = None
+        self.pipe_send: MemoryObjectSendStream[Message] | None = None
+        self.pipe_recv: MemoryObjectReceiveStream[Message] | None = None
+        self.receive_scopes: set[anyio.CancelScope] = set()
+        self.started = anyio.Event()  # the app sent http.response.start, or ended
+        self.decided = anyio.Event()  # `mode` is no longer PENDING
+        self.response_sent = anyio.Event()  # dispatch's response reached the client
+        self.task_group: TaskGroup | None = None
+
+    async def run(self, dispatch: DispatchFunction) -> None:
+        async with anyio.create_task_group() as self.task_group:
+            response = await dispatch(self.request, self.call_next)
+            if not isinstance(response, Response):
+                raise TypeError(
+                    f"The dispatch function {getattr(dispatch, '__qualname__', dispatch)!r} returned "
+                    f"{response!r}; it must return a Response, usually the one call_next gave it."
+                )
+            if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
+                self.mode = FORWARD  # the app's task sends the rest; nothing more to do here
+                self.decided.set()
+            else:
+                await response(self.scope, self.request.app_receive, self.send)
+                self.end_after_response()
+        if self.app_exc is not None and not self.exc_raised:
+            raise self.app_exc
+
+    async def call_next(self, request: Request) -> Response:
+        if self.called:
+            raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
+        self.called = True
+        assert self.task_group is not None
+        self.task_group.start_soon(self.run_app)
+        await self.started.wait()
+        if self.start is None:
+            if self.app_exc is not None:
+                self.exc_raised = True
+                raise self.app_exc
+            if self.request._is_disconnected:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
+            raise RuntimeError("No response returned: the app behind this middleware ended without sending one.")
+        self.adopt_context()
+        self.response = AppResponse(self, self.start)
+        return self.response
+
+    def adopt_context(self) -> None:
+        """Make context variables the app set before its response visible to dispatch after call_next."""
+        for var, value in self.app_context.items() if self.app_context is not None else ():
+            if var.get(self) is not value:
+                var.set(value)
+
+    async def run_app(self) -> None:
+        try:
+            await self.app(self.scope, self.app_receive, self.app_send)
+        except Exception as exc:
+            self.app_exc = exc
+        finally:
+            self.app_done = True
+            if self.pipe_send is not None:
+                self.pipe_send.close()
+            self.started.set()
+
+    async def app_receive(self) -> Message:
+        if self.response_sent.is_set():
+            return _disconnect()
+        # Dispatch may answer with a response of its own while the app waits here for the client;
+        # then the app is told the client is gone (`end_after_response` cancels this scope).
+        with anyio.CancelScope() as scope:
+            self.receive_scopes.add(scope)
+            try:
+                return await self.request.app_receive()
+            finally:
+                self.receive_scopes.discard(scope)
+        return _disconnect()
+
+    async def app_send(self, message: Message) -> None:
+        if self.mode == FORWARD:
+            await self.send(message)
+            assert self.start is not None and self.response is not None
+            if _is_last(message, self.start.get("trailers", False)) and self.response.background is not None:
+                await self.response.background()
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.start = message
+            self.app_context = contextvars.copy_context()
+            self.started.set()
+            await self.decided.wait()
+            if self.mode == FORWARD:
+                assert self.response is not None
+                await self.send_start(self.send, self.response)
+        elif kind == "http.response.debug" and self.start is None:
+            self.debug = message
+        elif kind == "http.response.early_hint" and self.start is None:
+            await self.send(message)
+        elif self.mode == PULL and self.pipe_send is not None:
+            try:
+                await self.pipe_send.send(message)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self.dropped()
+                return
+            assert self.start is not None
+            if _is_last(message, self.start.get("trailers", False)):
+                # Like Starlette: the app's own background work starts after the client has it all.
+                await self.response_sent.wait()
+        else:
+            await self.dropped()
+
+    async def dropped(self) -> None:
+        """The client gets another response than the app's: wait until it is sent, then drop the message."""
+        await self.response_sent.wait()
+        await anyio.lowlevel.checkpoint()
+
+    async def send_start(self, send: Send, response: Response) -> None:
+        assert self.start is not None
+        if self.debug is not None:
+            await send(self.debug)
+        # A copy of the app's message, so extra keys such as "trailers" survive.
+        await send({**self.start, "status": response.status_code, "headers": response.raw_headers})
+
+    async def pull_body(self) -> AsyncGenerator[bytes | Message, None]:
+        if self.mode != PENDING or self.app_done:
+            return
+        self.pipe_send, self.pipe_recv = anyio.create_memory_object_stream[Message](0)
+        self.mode = PULL
+        self.decided.set()
+        assert self.start is not None
+        trailers = self.start.get("trailers", False)
+        with self.pipe_recv:
+            async for message in self.pipe_recv:
+                kind = message["type"]
+                if kind == "http.response.body":
+                    body = message.get("body", b"")
+                    if body:
+                        yield body
+                else:
+                    yield message
+                if _is_last(message, trailers):
+                    return
+
+    def end_after_response(self) -> None:
+        """Dispatch's response is out: release an app still waiting to send or receive."""
+        if self.mode == PENDING:
+            self.mode = DISCARD
+        self.response_sent.set()
+        self.decided.set()
+        if self.pipe_recv is not None:
+            self.pipe_recv.close()
+        for scope in self.receive_scopes:
+            scope.cancel()
+
+
+def describe_dispatch(dispatch: Any) -> str:
+    return getattr(dispatch, "__qualname__", None) or type(dispatch).__qualname__

@@ -1,0 +1,101 @@
+"""`@app.middleware("http")` for Starlette, as FastAPI has it, registered through `add_middleware`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+
+from starlette_mw._exchange import DispatchFunction
+from starlette_mw.base import HTTPMiddleware
+from starlette_mw.paths import PathFilter, PathPatterns
+
+F = TypeVar("F", bound=DispatchFunction)
+
+
+def _check_function(func: Any) -> None:
+    name = getattr(func, "__qualname__", repr(func))
+    if not inspect.iscoroutinefunction(func):
+        raise TypeError(
+            f"Middleware function {name!r} is not an 'async def' function; "
+            "write it as 'async def f(request, call_next)' and await call_next(request) inside."
+        )
+    try:
+        inspect.signature(func).bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"Middleware function {name!r} takes {inspect.signature(func)}; "
+            "it must take two parameters, as in 'async def f(request, call_next)'."
+        ) from None
+
+
+def middleware(
+    app: Starlette,
+    middleware_type: str,
+    *,
+    include: PathPatterns = None,
+    exclude: PathPatterns = None,
+) -> Callable[[F], F]:
+    """Register the decorated `async def f(request, call_next)` as middleware of `app`.
+
+    Works on any Starlette or FastAPI instance. Like `add_middleware`, the function registered
+    last is the outermost. `include=` / `exclude=` limit it to some paths; other requests skip it
+    at almost no cost.
+
+        app = Starlette(routes=routes)
+
+        @starlette_mw.middleware(app, "http", exclude="/health")
+        async def add_process_time(request, call_next):
+            start = time.perf_counter()
+            response = await call_next(request)
+            response.headers["X-Process-Time"] = str(time.perf_counter() - start)
+            return response
+    """
+    if middleware_type != "http":
+        raise ValueError(
+            f'Middleware type {middleware_type!r} is not supported; use @app.middleware("http") '
+            "(the only type Starlette and FastAPI define), or write a plain ASGI middleware for websockets."
+        )
+    PathFilter(include, exclude)  # fail here, at decoration time, on a bad pattern
+
+    def decorator(func: F) -> F:
+        _check_function(func)
+        app.add_middleware(HTTPMiddleware, dispatch=func, include=include, exclude=exclude)
+        return func
+
+    return decorator
+
+
+class MiddlewareMixin:
+    """Gives a Starlette subclass FastAPI's `app.middleware("http")` decorator.
+
+    class App(MiddlewareMixin, Starlette): ...
+
+    app = App(routes=routes)
+
+    @app.middleware("http")
+    async def add_server_header(request, call_next):
+        response = await call_next(request)
+        response.headers["X-Server"] = "starlette"
+        return response
+    """
+
+    def middleware(
+        self,
+        middleware_type: str,
+        *,
+        include: PathPatterns = None,
+        exclude: PathPatterns = None,
+    ) -> Callable[[F], F]:
+        if not isinstance(self, Starlette):
+            raise TypeError(
+                f"MiddlewareMixin is mixed into {type(self).__name__}, which is not a Starlette app; "
+                "list it before Starlette, as in 'class App(MiddlewareMixin, Starlette)'."
+            )
+        return middleware(self, middleware_type, include=include, exclude=exclude)
+
+
+class App(MiddlewareMixin, Starlette):
+    """A Starlette application with `@app.middleware("http")`."""

@@ -1,0 +1,64 @@
+"""`describe(app)`: the middleware layers of an app in the order a request meets them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.routing import Router
+
+
+def _name(layer: Any) -> str:
+    if isinstance(layer, BaseHTTPMiddleware) and getattr(layer, "dispatch_func", None) is not None:
+        dispatch = layer.dispatch_func
+        # A bound `dispatch` method names the class; a decorated function names itself.
+        if getattr(dispatch, "__self__", None) is not layer:
+            return getattr(dispatch, "__name__", type(dispatch).__name__)
+    if isinstance(layer, Router):
+        return "Router"
+    return type(layer).__name__
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The layers of an app as a request meets them, outermost first.
+
+    `str(stack)` shows the request path and then the response path, which runs in reverse.
+    """
+
+    layers: tuple[str, ...]
+
+    def __str__(self) -> str:
+        request = "\n".join(f"  {i}. {name}" for i, name in enumerate(self.layers, 1))
+        response = "\n".join(f"  {i}. {name}" for i, name in enumerate(reversed(self.layers), 1))
+        return f"request (outermost first):\n{request}\nresponse (innermost first):\n{response}"
+
+
+def describe(app: Starlette) -> Stack:
+    """The middleware stack Starlette builds for `app`, outermost first, ending with its router.
+
+    Starlette's own ServerErrorMiddleware and ExceptionMiddleware are included, and each function
+    registered with `@app.middleware("http")` appears under its own name. The stack is built with
+    the app's `build_middleware_stack()`, exactly as on the first request, but not installed.
+
+        >>> print(describe(app))
+        request (outermost first):
+          1. ServerErrorMiddleware
+          2. add_process_time
+          ...
+    """
+    if not isinstance(app, Starlette):
+        raise TypeError(f"describe() takes a Starlette or FastAPI app, not {type(app).__name__}.")
+    layer: Any = app.middleware_stack or app.build_middleware_stack()
+    layers = []
+    seen = set()
+    # Every Starlette middleware keeps the app it wraps in `.app`; follow that chain inwards.
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        layers.append(_name(layer))
+        if isinstance(layer, Router):
+            break
+        layer = getattr(layer, "app", None)
+    return Stack(tuple(layers))

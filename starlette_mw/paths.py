@@ -1,0 +1,91 @@
+"""The `include=` / `exclude=` path patterns shared by every middleware in the package."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TypeAlias
+
+from starlette.routing import compile_path
+from starlette.types import Scope
+
+PathPattern: TypeAlias = "str | re.Pattern[str]"
+PathPatterns: TypeAlias = "PathPattern | Iterable[PathPattern] | None"
+
+
+def route_path(scope: Scope) -> str:
+    """The request path as the app's routes see it: without the `root_path` a proxy mounts it under."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+_FLAGS = (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL), ("x", re.VERBOSE))
+
+
+def _to_regex(pattern: PathPattern, option: str) -> str:
+    if isinstance(pattern, re.Pattern):
+        # Patterns are joined into one regex, so keep each one's own flags as a scoped group.
+        flags = "".join(letter for letter, flag in _FLAGS if pattern.flags & flag)
+        return f"(?{flags}:{pattern.pattern})"
+    if not isinstance(pattern, str):
+        raise TypeError(
+            f"{option} pattern {pattern!r} is a {type(pattern).__name__}; "
+            "use a path string such as '/health' or '/api/*', or a compiled regular expression."
+        )
+    if not pattern.startswith("/"):
+        raise ValueError(f"{option} pattern {pattern!r} must start with '/', as in '/{pattern.lstrip('/')}'.")
+    prefix = pattern.endswith("/*")
+    body = pattern[:-2] if prefix else pattern
+    if "*" in body:
+        raise ValueError(
+            f"{option} pattern {pattern!r} has a '*' that is not a final '/*'; "
+            "'/*' may only end a pattern ('/api/*'), or use a compiled regular expression."
+        )
+    if "{" in body:
+        regex = compile_path(body)[0].pattern.removeprefix("^").removesuffix("$")
+    else:
+        regex = re.escape(body)
+    # '/api/*' matches '/api' itself and everything below it, never '/apix'.
+    return f"{regex}(?:/.*)?" if prefix else regex
+
+
+def _compile(patterns: PathPatterns, option: str) -> re.Pattern[str] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str | re.Pattern):
+        patterns = [patterns]
+    regexes = [_to_regex(pattern, option) for pattern in patterns]
+    if not regexes:
+        raise ValueError(f"{option}=[] matches no path; pass None (the default) to leave it out.")
+    return re.compile("|".join(regexes), re.DOTALL)
+
+
+class PathFilter:
+    """Answers whether a middleware should handle a request, from `include=` and `exclude=` patterns.
+
+    A pattern is an exact path (`"/health"`), a subtree (`"/api/*"` matches `/api` and everything
+    under `/api/`), Starlette's path syntax (`"/users/{id:int}"`), or a compiled regular expression,
+    which must match the whole path. `exclude` wins over `include`; `include=None` means every path.
+
+        >>> paths = PathFilter(include="/api/*", exclude=["/api/health"])
+        >>> paths.matches("/api/users"), paths.matches("/api/health"), paths.matches("/")
+        (True, False, False)
+    """
+
+    __slots__ = ("_exclude", "_include", "everything")
+
+    def __init__(self, include: PathPatterns = None, exclude: PathPatterns = None) -> None:
+        self._include = _compile(include, "include")
+        self._exclude = _compile(exclude, "exclude")
+        self.everything = self._include is None and self._exclude is None
+
+    def matches(self, path: str) -> bool:
+        if self._exclude is not None and self._exclude.fullmatch(path):
+            return False
+        return self._include is None or self._include.fullmatch(path) is not None
+
+    def __call__(self, scope: Scope) -> bool:
+        return self.everything or self.matches(route_path(scope))
