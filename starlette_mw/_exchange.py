@@ -42,7 +42,7 @@ def _is_last(message: Message, trailers: bool) -> bool:
     """Whether `message` ends the response, after which dispatch's own background task may run."""
     kind = message["type"]
     if kind == "http.response.body":
-        return not (trailers or message.get("more_body", False))
+        return not (trailers or bool(message.get("more_body", False)))
     if kind == "http.response.trailers":
         return not message.get("more_trailers", False)
     return kind == "http.response.pathsend"
