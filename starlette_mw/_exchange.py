@@ -40,7 +40,7 @@ def _disconnect() -> Message:
 
 def _is_last(message: Message, trailers: bool) -> bool:
     """Whether `message` ends the response, after which dispatch's own background task may run."""
-    kind = message["type"]
+    kind: str = message["type"]
     if kind == "http.response.body":
         return not (trailers or bool(message.get("more_body", False)))
     if kind == "http.response.trailers":
