@@ -169,6 +169,22 @@ class Exchange:
         self.task_group: TaskGroup | None = None
 
     async def run(self, dispatch: DispatchFunction) -> None:
+        # anyio wraps whatever dispatch raises (the app's exception re-raised by call_next too) in an
+        # ExceptionGroup; unwrap a lone one, as BaseHTTPMiddleware does, so `except ValueError` still
+        # catches it. It is raised outside the `except` block so Python keeps its __context__.
+        lone: BaseException | None = None
+        try:
+            await self.run_dispatch(dispatch)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) != 1:
+                raise
+            lone = group.exceptions[0]
+        if lone is not None:
+            raise lone
+        if self.app_exc is not None and not self.exc_raised:
+            raise self.app_exc
+
+    async def run_dispatch(self, dispatch: DispatchFunction) -> None:
         async with anyio.create_task_group() as self.task_group:
             response = await dispatch(self.request, self.call_next)
             if not isinstance(response, Response):
@@ -182,8 +198,6 @@ class Exchange:
             else:
                 await response(self.scope, self.request.app_receive, self.send)
                 self.end_after_response()
-        if self.app_exc is not None and not self.exc_raised:
-            raise self.app_exc
 
     async def call_next(self, request: Request) -> Response:
         if self.called:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TypeAlias
 
 from starlette.routing import compile_path
 from starlette.types import Scope
 
 PathPattern: TypeAlias = "str | re.Pattern[str]"
-PathPatterns: TypeAlias = "PathPattern | Iterable[PathPattern] | None"
+PathPatterns: TypeAlias = "PathPattern | Sequence[PathPattern] | None"
 
 
 def route_path(scope: Scope) -> str:
@@ -22,17 +22,18 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-_FLAGS = (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL), ("x", re.VERBOSE))
-
-
-def _to_regex(pattern: PathPattern, option: str) -> str:
+def _to_regex(pattern: PathPattern, option: str) -> re.Pattern[str]:
     if isinstance(pattern, re.Pattern):
-        # Patterns are joined into one regex, so keep each one's own flags as a scoped group.
-        flags = "".join(letter for letter, flag in _FLAGS if pattern.flags & flag)
-        return f"(?{flags}:{pattern.pattern})"
+        if not isinstance(pattern.pattern, str):
+            raise TypeError(
+                f"{option} pattern {pattern!r} is a bytes regular expression; paths are str, "
+                f"so compile a str pattern instead, as in re.compile({pattern.pattern.decode('latin-1')!r})."
+            )
+        # Used as given: each pattern keeps its own flags, group names and backreferences.
+        return pattern
     if not isinstance(pattern, str):
         raise TypeError(
-            f"{option} pattern {pattern!r} is a {type(pattern).__name__}; "
+            f"{option} pattern {pattern!r} has type {type(pattern).__name__}; "
             "use a path string such as '/health' or '/api/*', or a compiled regular expression."
         )
     if not pattern.startswith("/"):
@@ -45,22 +46,37 @@ def _to_regex(pattern: PathPattern, option: str) -> str:
             "'/*' may only end a pattern ('/api/*'), or use a compiled regular expression."
         )
     if "{" in body:
-        regex = compile_path(body)[0].pattern.removeprefix("^").removesuffix("$")
+        try:
+            regex = compile_path(body)[0].pattern.removeprefix("^").removesuffix("$")
+        except (AssertionError, KeyError, ValueError) as exc:  # Starlette asserts on an unknown convertor
+            raise ValueError(
+                f"{option} pattern {pattern!r} is not a valid Starlette path ({exc}); "
+                "name each parameter once and use a known convertor, as in '/users/{id:int}'."
+            ) from None
     else:
         regex = re.escape(body)
     # '/api/*' matches '/api' itself and everything below it, never '/apix'.
-    return f"{regex}(?:/.*)?" if prefix else regex
+    return re.compile(f"{regex}(?:/.*)?" if prefix else regex, re.DOTALL)
 
 
-def _compile(patterns: PathPatterns, option: str) -> re.Pattern[str] | None:
+def _compile(patterns: PathPatterns, option: str) -> tuple[re.Pattern[str], ...] | None:
     if patterns is None:
         return None
     if isinstance(patterns, str | re.Pattern):
         patterns = [patterns]
-    regexes = [_to_regex(pattern, option) for pattern in patterns]
+    elif not isinstance(patterns, Sequence):
+        # Not any iterable: Starlette builds the stack anew (describe() does too), and a generator
+        # would reach the second build empty.
+        raise TypeError(
+            f"{option}={patterns!r} has type {type(patterns).__name__}; use a path string such as '/health' "
+            "or '/api/*', a compiled regular expression, or a list or tuple of them."
+        )
+    # Kept apart rather than joined into one regex: joined, two '{id}' patterns would define the
+    # group 'id' twice, and a regex's own inline flags or backreferences would break.
+    regexes = tuple(_to_regex(pattern, option) for pattern in patterns)
     if not regexes:
         raise ValueError(f"{option}=[] matches no path; pass None (the default) to leave it out.")
-    return re.compile("|".join(regexes), re.DOTALL)
+    return regexes
 
 
 class PathFilter:
@@ -83,9 +99,9 @@ class PathFilter:
         self.everything = self._include is None and self._exclude is None
 
     def matches(self, path: str) -> bool:
-        if self._exclude is not None and self._exclude.fullmatch(path):
+        if self._exclude is not None and any(regex.fullmatch(path) for regex in self._exclude):
             return False
-        return self._include is None or self._include.fullmatch(path) is not None
+        return self._include is None or any(regex.fullmatch(path) for regex in self._include)
 
     def __call__(self, scope: Scope) -> bool:
         return self.everything or self.matches(route_path(scope))

@@ -1,0 +1,73 @@
+"""The apps both benchmarks compare, built the same way so only their middleware differs.
+
+Each variant is a factory returning a fresh app, so the in-process benchmark calls it directly
+and uvicorn loads it with `--factory benchmarks.apps:<name>`. To add a row to both benchmarks,
+write a factory with `_app(Middleware(...))` and append a `Variant` to `VARIANTS`; the first
+variant is the baseline the others are measured against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from starlette_mw import CallNext, HTTPMiddleware
+
+__all__ = ["VARIANTS", "Variant", "bare", "base_http_middleware", "http_middleware"]
+
+
+async def hello(request: Request) -> Response:
+    return PlainTextResponse("hello")
+
+
+async def add_process_time_header(request: Request, call_next: CallNext) -> Response:
+    """The dispatch function from FastAPI's middleware tutorial, unchanged."""
+    start_time = time.perf_counter()
+    response = await call_next(request)
+    process_time = time.perf_counter() - start_time
+    response.headers["X-Process-Time"] = str(process_time)
+    return response
+
+
+def _app(*middleware: Middleware) -> Starlette:
+    return Starlette(routes=[Route("/", hello)], middleware=list(middleware))
+
+
+def bare() -> Starlette:
+    return _app()
+
+
+def base_http_middleware() -> Starlette:
+    return _app(Middleware(BaseHTTPMiddleware, dispatch=add_process_time_header))
+
+
+def http_middleware() -> Starlette:
+    return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One row of a benchmark table: a label and the factory that builds its app."""
+
+    label: str
+    factory: Callable[[], Starlette]
+
+    @property
+    def import_string(self) -> str:
+        """What uvicorn's `--factory` option needs to build this app in another process."""
+        return f"{__name__}:{self.factory.__name__}"
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant(label="bare", factory=bare),
+    Variant(label="BaseHTTPMiddleware", factory=base_http_middleware),
+    Variant(label="HTTPMiddleware", factory=http_middleware),
+)

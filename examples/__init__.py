@@ -1,0 +1,1 @@
+"""Example apps; each is imported and exercised by a test."""

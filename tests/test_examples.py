@@ -1,0 +1,45 @@
+"""`examples/process_time.py`, run the way its docstring says: under uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from starlette.types import ASGIApp
+
+from examples.process_time import app
+from starlette_mw import describe
+
+LiveServer = Callable[[ASGIApp], str]
+
+
+def test_process_time_example_under_uvicorn(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server(app)) as http:
+        home = http.get("/", headers={"Accept-Encoding": "gzip"})
+        health = http.get("/health", headers={"Accept-Encoding": "gzip"})
+
+    assert home.status_code == 200
+    assert home.json() == {"hello": "world"}
+    assert float(home.headers["X-Process-Time"]) > 0
+    assert home.headers["X-Server"] == "starlette_mw"
+
+    assert health.status_code == 200
+    assert health.text == "ok"
+    assert float(health.headers["X-Process-Time"]) > 0
+    assert "X-Server" not in health.headers
+
+    # GZipMiddleware leaves bodies under its minimum_size (500 bytes) alone, and both are tiny.
+    assert "Content-Encoding" not in home.headers
+    assert "Content-Encoding" not in health.headers
+
+
+def test_process_time_example_stack() -> None:
+    # GZipMiddleware from the constructor is innermost; the decorator registered last is outermost.
+    assert describe(app).layers == (
+        "ServerErrorMiddleware",
+        "add_server_header",
+        "add_process_time_header",
+        "GZipMiddleware",
+        "ExceptionMiddleware",
+        "Router",
+    )
