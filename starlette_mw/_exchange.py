@@ -134,6 +134,7 @@ class Exchange:
         "debug",
         "decided",
         "exc_raised",
+        "forwarded",
         "mode",
         "pipe_recv",
         "pipe_send",
@@ -165,6 +166,7 @@ class Exchange:
         self.receive_scopes: set[anyio.CancelScope] = set()
         self.started = anyio.Event()  # the app sent http.response.start, or ended
         self.decided = anyio.Event()  # `mode` is no longer PENDING
+        self.forwarded = anyio.Event()  # FORWARD: the app's response has reached the client, or the app ended
         self.response_sent = anyio.Event()  # dispatch's response reached the client
         self.task_group: TaskGroup | None = None
 
@@ -193,8 +195,14 @@ class Exchange:
                     f"{response!r}; it must return a Response, usually the one call_next gave it."
                 )
             if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
-                self.mode = FORWARD  # the app's task sends the rest; nothing more to do here
+                self.mode = FORWARD  # the app's task sends the rest
                 self.decided.set()
+                if response.background is not None:
+                    # Dispatch's background task runs here, not inside the app's last send(): the app
+                    # may cancel the task that sends once the client has gone (a StreamingResponse
+                    # does under ASGI < 2.4, which uvicorn reports), and would cancel it with it.
+                    await self.forwarded.wait()
+                    await response.background()
             else:
                 await response(self.scope, self.request.app_receive, self.send)
                 self.end_after_response()
@@ -230,6 +238,7 @@ class Exchange:
             self.app_exc = exc
         finally:
             self.app_done = True
+            self.forwarded.set()
             if self.pipe_send is not None:
                 self.pipe_send.close()
             self.started.set()
@@ -250,9 +259,9 @@ class Exchange:
     async def app_send(self, message: Message) -> None:
         if self.mode == FORWARD:
             await self.send(message)
-            assert self.start is not None and self.response is not None
-            if _is_last(message, self.start.get("trailers", False)) and self.response.background is not None:
-                await self.response.background()
+            assert self.start is not None
+            if _is_last(message, self.start.get("trailers", False)):
+                self.forwarded.set()
             return
         kind = message["type"]
         if kind == "http.response.start":
@@ -265,7 +274,10 @@ class Exchange:
                 await self.send_start(self.send, self.response)
         elif kind == "http.response.debug" and self.start is None:
             self.debug = message
-        elif kind == "http.response.early_hint" and self.start is None:
+        elif self.start is None:
+            # Early hints, server pushes (`request.send_push_promise`) and anything else ahead of the
+            # response go straight to the server: held back, they would wait for dispatch, which
+            # waits for the start, and the request would hang.
             await self.send(message)
         elif self.mode == PULL and self.pipe_send is not None:
             try:
