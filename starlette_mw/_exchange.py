@@ -56,6 +56,34 @@ def _wait_for_app(token: object) -> Generator[Any, Any, Any]:
     return (yield token)
 
 
+@types.coroutine
+def _step(exchange: Exchange, value: Any = None, error: BaseException | None = None) -> Generator[Any, Any, object]:
+    """Run the exchange's dispatch until it waits for the app (returns what for) or ends (None).
+
+    Whatever else dispatch awaits goes up to the event loop of the task that awaits this.
+    """
+    coro = exchange.coro
+    while True:
+        exchange.stepping = True
+        try:
+            yielded = coro.throw(error) if error is not None else coro.send(value)
+        except StopIteration:
+            exchange.waiting = None  # dispatch has returned
+            return None
+        except BaseException:
+            exchange.waiting = None  # dispatch has raised
+            raise
+        finally:
+            exchange.stepping = False
+        if yielded is _CALL_NEXT or yielded is _PULL:
+            exchange.waiting = yielded
+            return yielded
+        try:
+            value, error = (yield yielded), None
+        except BaseException as exc:  # a cancellation, or what the event loop threw in
+            value, error = None, exc
+
+
 class _DispatchFailed(BaseException):
     """Unwinds the app when dispatch raised while running inside the app's `send`.
 
@@ -65,6 +93,23 @@ class _DispatchFailed(BaseException):
 
 class Exchange:
     """The state of one request between dispatch and the app."""
+
+    coro: Coroutine[Any, Any, None]
+    deadline: float
+    # Only once the app runs in a task of its own (`call_app_task`):
+    app_exc: Exception | None
+    app_context: contextvars.Context | None
+    pipe_send: MemoryObjectSendStream[Message] | None
+    pipe_recv: MemoryObjectReceiveStream[Message] | None
+    receive_scopes: set[anyio.CancelScope]
+    started: anyio.Event
+    decided: anyio.Event
+    response_sent: anyio.Event
+    app_finished: anyio.Event
+    app_scope: anyio.CancelScope
+    app_done: bool
+    exc_raised: bool
+    task: object
 
     __slots__ = (
         "app",
@@ -119,7 +164,7 @@ class Exchange:
         self.deadline = anyio.current_effective_deadline()
         self.coro = self.respond(dispatch)
         try:
-            token = await self.step()
+            token = await _step(self, )
             if token is _CALL_NEXT:
                 await self.run_app_inline()
             if self.tasked:
@@ -146,7 +191,7 @@ class Exchange:
                 f"{response!r}; it must return a Response, usually the one call_next gave it."
             )
         self.background, response.background = response.background, None
-        if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
+        if response is self.response and self.mode == PENDING and not response.body_touched:
             self.mode = FORWARD  # the app sends the rest itself
             if self.tasked:
                 self.decided.set()
@@ -154,37 +199,10 @@ class Exchange:
         await response(self.scope, self.request.app_receive, self.send)
         self.end_after_response()
 
-    @types.coroutine
-    def step(self, value: Any = None, error: BaseException | None = None) -> Generator[Any, Any, object | None]:
-        """Run dispatch until it waits for the app (returns what for) or ends (returns None).
-
-        Whatever else dispatch awaits goes up to the event loop of the task that called this.
-        """
-        coro: Coroutine[Any, Any, None] = self.coro
-        while True:
-            self.stepping = True
-            try:
-                yielded = coro.throw(error) if error is not None else coro.send(value)
-            except StopIteration:
-                self.waiting = None  # dispatch has returned
-                return None
-            except BaseException:
-                self.waiting = None  # dispatch has raised
-                raise
-            finally:
-                self.stepping = False
-            if yielded is _CALL_NEXT or yielded is _PULL:
-                self.waiting = yielded
-                return yielded
-            try:
-                value, error = (yield yielded), None
-            except BaseException as exc:  # a cancellation, or what the event loop threw in
-                value, error = None, exc
-
     async def resume(self, value: Any) -> None:
         """Give dispatch what the app sent, from inside the app's `send`."""
         try:
-            await self.step(value)
+            await _step(self, value)
         except anyio.get_cancelled_exc_class():
             raise  # the app is being cancelled, and dispatch with it
         except BaseException as exc:
@@ -212,15 +230,15 @@ class Exchange:
         if token is _CALL_NEXT:
             # The app ended without starting a response: call_next raises what it raised, or says why not.
             if failure is None and self.request._is_disconnected:
-                token = await self.step(Response(status_code=CLIENT_CLOSED_REQUEST))
+                token = await _step(self, Response(status_code=CLIENT_CLOSED_REQUEST))
             else:
                 error = failure or RuntimeError(
                     "No response returned: the app behind this middleware ended without sending one."
                 )
                 failure = None  # dispatch has it now
-                token = await self.step(error=error)
+                token = await _step(self, error=error)
         while token is _PULL:  # dispatch reads a body the app will not finish
-            token = await self.step(None)
+            token = await _step(self, None)
         if failure is not None:
             raise failure
 
@@ -313,11 +331,10 @@ class Exchange:
     async def call_app_task(self) -> Response:
         self.tasked = True
         self.app_done = self.exc_raised = False
-        self.app_exc: Exception | None = None
-        self.app_context: contextvars.Context | None = None
-        self.pipe_send: MemoryObjectSendStream[Message] | None = None
-        self.pipe_recv: MemoryObjectReceiveStream[Message] | None = None
-        self.receive_scopes: set[anyio.CancelScope] = set()
+        self.app_exc = None
+        self.app_context = None
+        self.pipe_send = self.pipe_recv = None
+        self.receive_scopes = set()
         self.started = anyio.Event()  # the app sent http.response.start, or ended
         self.decided = anyio.Event()  # `mode` is no longer PENDING
         self.response_sent = anyio.Event()  # dispatch's response reached the client

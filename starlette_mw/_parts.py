@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -73,13 +74,29 @@ class AppResponse(Response):
     through dispatch); leave it alone and the app sends the body straight to the client.
     """
 
+    _body_iterator: AsyncIterator[Any] | None = None
+    body_touched = False  # dispatch has read or replaced `body_iterator`
+
     def __init__(self, exchange: Exchange, start: Message) -> None:
         self.status_code = start["status"]
         self.raw_headers = list(start.get("headers", ()))
         self.media_type = None
         self.background = None
-        self.body_iterator = self.app_body = exchange.pull_body()
         self._exchange = exchange
+
+    # Made on first use: most dispatch functions never look at the body, and then the app sends
+    # it straight to the client.
+    @property
+    def body_iterator(self) -> AsyncIterator[Any]:
+        self.body_touched = True
+        if self._body_iterator is None:
+            self._body_iterator = self._exchange.pull_body()
+        return self._body_iterator
+
+    @body_iterator.setter
+    def body_iterator(self, iterator: AsyncIterator[Any]) -> None:
+        self.body_touched = True
+        self._body_iterator = iterator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange
