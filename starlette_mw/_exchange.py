@@ -164,7 +164,9 @@ class Exchange:
         self.deadline = anyio.current_effective_deadline()
         self.coro = self.respond(dispatch)
         try:
-            token = await _step(self, )
+            token = await _step(
+                self,
+            )
             if token is _CALL_NEXT:
                 await self.run_app_inline()
             if self.tasked:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
