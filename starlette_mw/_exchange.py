@@ -13,8 +13,8 @@ each message the app sends.
 
 Two things cannot work that way, and get the app in a task of its own, as in Starlette: a
 `call_next` awaited from another task (`asyncio.wait_for(call_next(request), 5)`), and a
-`call_next` under a deadline that dispatch set (`with anyio.fail_after(5): await call_next(...)`),
-since that cancel scope must be left in the task that entered it.
+`call_next` inside a cancel scope that dispatch holds open across it (`with anyio.fail_after(5):`
+or a task group), since that scope must be left in the task that entered it (see `_scopes.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._parts import AppResponse, DispatchRequest, disconnect, is_last
+from starlette_mw._scopes import current_cancel_scope
 
 CallNext = Callable[[Request], Awaitable[Response]]
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
@@ -95,7 +96,7 @@ class Exchange:
     """The state of one request between dispatch and the app."""
 
     coro: Coroutine[Any, Any, None]
-    deadline: float
+    cancel_scope: object  # the request task's cancel scope when dispatch starts
     # Only once the app runs in a task of its own (`call_app_task`):
     app_exc: Exception | None
     app_context: contextvars.Context | None
@@ -120,8 +121,8 @@ class Exchange:
         "app_scope",
         "background",
         "called",
+        "cancel_scope",
         "coro",
-        "deadline",
         "debug",
         "decided",
         "dispatch_exc",
@@ -161,7 +162,7 @@ class Exchange:
     # Driving dispatch
 
     async def run(self, dispatch: DispatchFunction) -> None:
-        self.deadline = anyio.current_effective_deadline()
+        self.cancel_scope = current_cancel_scope()
         self.coro = self.respond(dispatch)
         try:
             token = await _step(
@@ -215,7 +216,7 @@ class Exchange:
         if self.called:
             raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
         self.called = True
-        if self.stepping and anyio.current_effective_deadline() == self.deadline:
+        if self.stepping and current_cancel_scope() is self.cancel_scope:
             response: Response = await _wait_for_app(_CALL_NEXT)
             return response
         return await self.call_app_task()
