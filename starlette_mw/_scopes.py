@@ -11,7 +11,10 @@ scope, which is always safe and only slower.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
+_task_states: Mapping[Any, Any] | None
 try:
     from anyio._backends._asyncio import _task_states
 except ImportError:  # pragma: no cover - anyio moved it; see the module docstring
