@@ -58,30 +58,23 @@ def with_header(app: ASGIApp, dispatch_timeout: float | None = None) -> HTTPMidd
     return HTTPMiddleware(app, dispatch)
 
 
+PATHS = [
+    pytest.param(None, id="inline"),
+    # A cancel scope held across call_next must be left in the task that entered it, so the app
+    # runs in a task of its own. Run inline, it would be left in the app's sending task.
+    pytest.param(DEADLOCK, id="deadline-around-call_next"),
+]
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("spec_version", SPEC_VERSIONS)
-async def test_inline_streaming(spec_version: str) -> None:
+@pytest.mark.parametrize("dispatch_timeout", PATHS)
+async def test_streaming(spec_version: str, dispatch_timeout: float | None) -> None:
     endpoint = Streamer()
     peer = Peer()
     with anyio.fail_after(DEADLOCK):
-        await with_header(endpoint)(http_scope(spec_version=spec_version), peer.receive, peer.send)
+        await with_header(endpoint, dispatch_timeout)(http_scope(spec_version=spec_version), peer.receive, peer.send)
     assert peer.sent[0]["status"] == 200
-    assert (b"x-dispatch", b"yes") in peer.sent[0]["headers"]
-    assert peer.body_sent == b"one,two,three"
-    assert endpoint.ended == ["done"]
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("spec_version", SPEC_VERSIONS)
-async def test_deadline_around_call_next(spec_version: str) -> None:
-    # The deadline's cancel scope must be left in the task that entered it, so the app runs in a
-    # task of its own here. Run inline, the scope would be left in the app's sending task.
-    endpoint = Streamer()
-    peer = Peer()
-    with anyio.fail_after(DEADLOCK):
-        await with_header(endpoint, dispatch_timeout=DEADLOCK)(
-            http_scope(spec_version=spec_version), peer.receive, peer.send
-        )
     assert (b"x-dispatch", b"yes") in peer.sent[0]["headers"]
     assert peer.body_sent == b"one,two,three"
     assert endpoint.ended == ["done"]
@@ -162,7 +155,7 @@ class DispatchError(Exception):
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("spec_version", SPEC_VERSIONS)
-@pytest.mark.parametrize("dispatch_timeout", [None, DEADLOCK], ids=["inline", "app-in-task"])
+@pytest.mark.parametrize("dispatch_timeout", PATHS)
 async def test_dispatch_failing_after_call_next(spec_version: str, dispatch_timeout: float | None) -> None:
     endpoint = Streamer()
 
@@ -184,7 +177,7 @@ async def test_dispatch_failing_after_call_next(spec_version: str, dispatch_time
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("spec_version", SPEC_VERSIONS)
-@pytest.mark.parametrize("dispatch_timeout", [None, DEADLOCK], ids=["inline", "app-in-task"])
+@pytest.mark.parametrize("dispatch_timeout", PATHS)
 async def test_cancelling_the_request_stops_the_app(spec_version: str, dispatch_timeout: float | None) -> None:
     gate = anyio.Event()  # never set: the stream stops after its first chunk
     endpoint = Streamer()
