@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -28,7 +27,6 @@ __all__ = [
     "bare",
     "base_http_middleware",
     "http_middleware",
-    "http_middleware_app_in_task",
     "http_middleware_excluded",
 ]
 
@@ -67,19 +65,6 @@ def http_middleware_excluded() -> Starlette:
     return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header, exclude="/"))
 
 
-async def add_process_time_header_with_timeout(request: Request, call_next: CallNext) -> Response:
-    """The tutorial's dispatch with a timeout around call_next, so the app runs in a task of its own."""
-    start_time = time.perf_counter()
-    with anyio.fail_after(30):
-        response = await call_next(request)
-    response.headers["X-Process-Time"] = str(time.perf_counter() - start_time)
-    return response
-
-
-def http_middleware_app_in_task() -> Starlette:
-    return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header_with_timeout))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Variant:
     """One row of a benchmark table: a label and the factory that builds its app."""
@@ -98,5 +83,4 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="BaseHTTPMiddleware", factory=base_http_middleware),
     Variant(label="HTTPMiddleware", factory=http_middleware),
     Variant(label="HTTPMiddleware, path excluded", factory=http_middleware_excluded),
-    Variant(label="HTTPMiddleware, timeout around call_next", factory=http_middleware_app_in_task),
 )
