@@ -16,11 +16,12 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from starlette_mw._tasks import AppTask
 
 CallNext = Callable[[Request], Awaitable[Response]]
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
@@ -129,6 +130,7 @@ class Exchange:
         "app_context",
         "app_done",
         "app_exc",
+        "app_task",
         "called",
         "debug",
         "decided",
@@ -145,7 +147,6 @@ class Exchange:
         "send",
         "start",
         "started",
-        "task_group",
     )
 
     def __init__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,57 +168,56 @@ class Exchange:
         self.decided = anyio.Event()  # `mode` is no longer PENDING
         self.forwarded = anyio.Event()  # FORWARD: the app's response has reached the client, or the app ended
         self.response_sent = anyio.Event()  # dispatch's response reached the client
-        self.task_group: TaskGroup | None = None
+        self.app_task: AppTask | None = None
 
     async def run(self, dispatch: DispatchFunction) -> None:
-        # anyio wraps whatever dispatch raises (the app's exception re-raised by call_next too) in an
-        # ExceptionGroup; unwrap a lone one, as BaseHTTPMiddleware does, so `except ValueError` still
-        # catches it. It is raised outside the `except` block so Python keeps its __context__.
-        lone: BaseException | None = None
         try:
-            await self.run_dispatch(dispatch)
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) != 1:
+            try:
+                await self.respond(dispatch)
+            except BaseException:
+                if self.app_task is not None:  # dispatch failed: stop the app where it waits
+                    self.app_task.cancel()
                 raise
-            lone = group.exceptions[0]
+            finally:
+                if self.app_task is not None:
+                    await self.app_task.join()
         finally:
             # The response refers back to this exchange; without this, every request would wait
             # for the cycle collector instead of being freed when it ends.
             self.response = None
-        if lone is None and not self.exc_raised:
-            lone = self.app_exc
-        self.app_exc = None
-        if lone is not None:
-            raise lone
+        if self.app_exc is not None and not self.exc_raised:
+            app_exc, self.app_exc = self.app_exc, None
+            raise app_exc
 
-    async def run_dispatch(self, dispatch: DispatchFunction) -> None:
-        async with anyio.create_task_group() as self.task_group:
-            response = await dispatch(self.request, self.call_next)
-            if not isinstance(response, Response):
-                raise TypeError(
-                    f"The dispatch function {getattr(dispatch, '__qualname__', dispatch)!r} returned "
-                    f"{response!r}; it must return a Response, usually the one call_next gave it."
-                )
-            if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
-                self.mode = FORWARD  # the app's task sends the rest
-                self.decided.set()
-                if response.background is not None:
-                    # Dispatch's background task runs here, not inside the app's last send(): the app
-                    # may cancel the task that sends once the client has gone (a StreamingResponse
-                    # does under ASGI < 2.4, which uvicorn reports), and would cancel it with it.
-                    await self.forwarded.wait()
-                    await response.background()
-            else:
-                await response(self.scope, self.request.app_receive, self.send)
-                self.end_after_response()
+    async def respond(self, dispatch: DispatchFunction) -> None:
+        response = await dispatch(self.request, self.call_next)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"The dispatch function {getattr(dispatch, '__qualname__', dispatch)!r} returned "
+                f"{response!r}; it must return a Response, usually the one call_next gave it."
+            )
+        if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
+            self.mode = FORWARD  # the app's task sends the rest
+            self.decided.set()
+            assert self.app_task is not None
+            self.app_task.step()
+            if response.background is not None:
+                # Dispatch's background task runs here, not inside the app's last send(): the app
+                # may cancel the task that sends once the client has gone (a StreamingResponse
+                # does under ASGI < 2.4, which uvicorn reports), and would cancel it with it.
+                await self.forwarded.wait()
+                await response.background()
+        else:
+            await response(self.scope, self.request.app_receive, self.send)
+            self.end_after_response()
 
     async def call_next(self, request: Request) -> Response:
         if self.called:
             raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
         self.called = True
-        assert self.task_group is not None
-        self.task_group.start_soon(self.run_app)
-        await self.started.wait()
+        self.app_task = AppTask(self.run_app)
+        if not self.started.is_set():
+            await self.started.wait()
         if self.start is None:
             if self.app_exc is not None:
                 self.exc_raised = True

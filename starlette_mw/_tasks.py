@@ -1,0 +1,153 @@
+"""The task the app runs in behind `HTTPMiddleware`, started eagerly on asyncio.
+
+`call_next` must return while the app is still running, so the app needs a task of its own.
+Starting one costs little; waiting for it to be scheduled costs passes of the event loop, and
+most apps answer without ever waiting on I/O. So on asyncio the app's coroutine takes its first
+steps at once, inline, but *as its own task*: `asyncio.current_task()` is the app's task, and it
+runs in the task's own context. The request's task goes on stepping it for as long as the app
+only waits on things that are already done (the middleware's own events, mostly). As soon as the
+app waits on anything else, its task takes over, exactly where the app stopped, and from then on
+it is an ordinary task. This is what Python 3.12's eager tasks do for a task's first step.
+
+Python 3.11 has no public way to make a task current, so this uses asyncio's `_enter_task` and
+`_leave_task`; without them, the app's task simply starts the ordinary way. On trio the app runs
+in a system task; either way the middleware joins it before the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.tasks
+import contextvars
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import anyio
+
+_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None
+_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None
+_enter_task = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+
+_NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
+
+
+class _EagerCoroutine(Coroutine[Any, Any, None]):
+    """The app's coroutine as its asyncio task sees it.
+
+    Steps taken inline before the task first runs are replayed to it: its first step receives
+    what the app was last waiting on, or learns that the app has already finished.
+    """
+
+    __slots__ = ("coro", "finished", "owned", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.coro = coro
+        self.owned = False  # the task has taken its first step: no more inline steps
+        self.finished = False
+        self.waiting_on: Any = _NOTHING
+
+    def send(self, value: Any) -> Any:
+        if not self.owned:
+            self.owned = True
+            if self.finished:  # the app finished inline; `AppTask.join` has what it left
+                raise StopIteration
+            if self.waiting_on is not _NOTHING:
+                waiting_on, self.waiting_on = self.waiting_on, _NOTHING
+                return waiting_on  # the task now waits on it, as if the app had just yielded it
+        return self.coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self.owned = True
+        if self.finished:
+            raise args[0] if len(args) == 1 else args[1]
+        return self.coro.throw(*args)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - only a task drives it
+        raise TypeError("the app's coroutine is driven by its task")
+
+
+class AppTask:
+    """The app's task: started at once, stepped inline while it can be, joined at the end."""
+
+    __slots__ = ("context", "eager", "error", "finished", "loop", "scope", "task")
+
+    def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+        self.error: BaseException | None = None
+        self.eager: _EagerCoroutine | None = None
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            self.loop = None
+            import trio
+
+            trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
+            return
+        self.context = contextvars.copy_context()
+        if _enter_task is None or _leave_task is None:
+            self.task = self.loop.create_task(self.run(function), context=self.context)
+            return
+        self.eager = _EagerCoroutine(self.run(function))
+        self.task = self.loop.create_task(self.eager, context=self.context)
+        self.step()
+
+    async def run(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # Nothing may escape: a trio system task that raises crashes the whole run, and on asyncio
+        # nobody awaits the task. `join` raises it in the request's task instead.
+        try:
+            with self.scope:
+                await function()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    def step(self) -> None:
+        """Run the app inline, as its task, while it waits only on what is already done."""
+        eager = self.eager
+        if eager is None or eager.owned or eager.finished or self.scope.cancel_called:
+            return  # a cancelled app is left to its task, which delivers the cancellation
+        assert self.loop is not None and _enter_task is not None and _leave_task is not None
+        waiting_on = eager.waiting_on
+        while waiting_on is _NOTHING or waiting_on is None or waiting_on.done():
+            caller = asyncio.current_task(self.loop)
+            assert caller is not None
+            _leave_task(self.loop, caller)
+            _enter_task(self.loop, self.task)
+            try:
+                waiting_on = self.context.run(eager.coro.send, None)
+            except StopIteration:  # `run` lets nothing else out
+                eager.finished = True
+                return
+            finally:
+                _leave_task(self.loop, self.task)
+                _enter_task(self.loop, caller)
+            if waiting_on is not None:
+                # What asyncio's Task does when a coroutine yields a future; the task redoes it
+                # when it takes over.
+                waiting_on._asyncio_future_blocking = False
+        waiting_on._asyncio_future_blocking = True
+        eager.waiting_on = waiting_on
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    async def join(self) -> None:
+        """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
+        self.step()
+        if not self.finished.is_set():
+            try:
+                await self.finished.wait()
+            except BaseException:
+                self.scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self.finished.wait()
+                raise
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
