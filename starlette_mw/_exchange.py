@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._tasks import AppTask
+from starlette_mw._tasks import AppTask, Flag
 
 CallNext = Callable[[Request], Awaitable[Response]]
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
@@ -164,10 +164,10 @@ class Exchange:
         self.pipe_send: MemoryObjectSendStream[Message] | None = None
         self.pipe_recv: MemoryObjectReceiveStream[Message] | None = None
         self.receive_scopes: set[anyio.CancelScope] = set()
-        self.started = anyio.Event()  # the app sent http.response.start, or ended
-        self.decided = anyio.Event()  # `mode` is no longer PENDING
-        self.forwarded = anyio.Event()  # FORWARD: the app's response has reached the client, or the app ended
-        self.response_sent = anyio.Event()  # dispatch's response reached the client
+        self.started = Flag()  # the app sent http.response.start, or ended
+        self.decided = Flag()  # `mode` is no longer PENDING
+        self.forwarded = Flag()  # FORWARD: the app's response has reached the client, or the app ended
+        self.response_sent = Flag()  # dispatch's response reached the client
         self.app_task: AppTask | None = None
 
     async def run(self, dispatch: DispatchFunction) -> None:

@@ -29,6 +29,35 @@ _leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | No
 _enter_task = getattr(asyncio.tasks, "_enter_task", None)
 _leave_task = getattr(asyncio.tasks, "_leave_task", None)
 
+
+class Flag:
+    """A one-way event, as `anyio.Event`, that costs nothing until somebody has to wait for it.
+
+    Most requests set every flag before anyone waits (the app answers at once), so the anyio
+    event behind it is made only for a wait that has to block.
+    """
+
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.value = False
+        self.event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self.value = True
+        if self.event is not None:
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.value
+
+    async def wait(self) -> None:
+        if not self.value:
+            if self.event is None:
+                self.event = anyio.Event()
+            await self.event.wait()
+
+
 _NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
 
 
@@ -73,11 +102,12 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
 class AppTask:
     """The app's task: started at once, stepped inline while it can be, joined at the end."""
 
-    __slots__ = ("context", "eager", "error", "finished", "loop", "scope", "task")
+    __slots__ = ("cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
 
     def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self.scope = anyio.CancelScope()
-        self.finished = anyio.Event()
+        self.scope: anyio.CancelScope | None = None  # trio: the system task's own scope
+        self.cancelling = False
+        self.finished = Flag()
         self.error: BaseException | None = None
         self.eager: _EagerCoroutine | None = None
         try:
@@ -86,6 +116,7 @@ class AppTask:
             self.loop = None
             import trio
 
+            self.scope = anyio.CancelScope()
             trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
             return
         self.context = contextvars.copy_context()
@@ -100,23 +131,27 @@ class AppTask:
         # Nothing may escape: a trio system task that raises crashes the whole run, and on asyncio
         # nobody awaits the task. `join` raises it in the request's task instead.
         try:
-            with self.scope:
+            if self.scope is None:
                 await function()
+            else:
+                with self.scope:
+                    await function()
         except BaseException as exc:
-            self.error = exc
+            if not (self.cancelling and isinstance(exc, asyncio.CancelledError)):
+                self.error = exc
         finally:
             self.finished.set()
 
     def step(self) -> None:
         """Run the app inline, as its task, while it waits only on what is already done."""
         eager = self.eager
-        if eager is None or eager.owned or eager.finished or self.scope.cancel_called:
+        if eager is None or eager.owned or eager.finished or self.cancelling:
             return  # a cancelled app is left to its task, which delivers the cancellation
         assert self.loop is not None and _enter_task is not None and _leave_task is not None
         waiting_on = eager.waiting_on
+        caller = asyncio.current_task(self.loop)
+        assert caller is not None
         while waiting_on is _NOTHING or waiting_on is None or waiting_on.done():
-            caller = asyncio.current_task(self.loop)
-            assert caller is not None
             _leave_task(self.loop, caller)
             _enter_task(self.loop, self.task)
             try:
@@ -135,7 +170,12 @@ class AppTask:
         eager.waiting_on = waiting_on
 
     def cancel(self) -> None:
-        self.scope.cancel()
+        """Cancel the app where it waits; its cancellation is not an error of its own."""
+        self.cancelling = True
+        if self.scope is not None:
+            self.scope.cancel()
+        else:
+            self.task.cancel()
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
@@ -144,7 +184,7 @@ class AppTask:
             try:
                 await self.finished.wait()
             except BaseException:
-                self.scope.cancel()
+                self.cancel()
                 with anyio.CancelScope(shield=True):
                     await self.finished.wait()
                 raise
