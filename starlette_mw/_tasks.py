@@ -33,29 +33,42 @@ _leave_task = getattr(asyncio.tasks, "_leave_task", None)
 class Flag:
     """A one-way event, as `anyio.Event`, that costs nothing until somebody has to wait for it.
 
-    Most requests set every flag before anyone waits (the app answers at once), so the anyio
-    event behind it is made only for a wait that has to block.
+    Most requests set every flag before anyone waits (the app answers at once). A wait that has
+    to block waits on a bare future on asyncio (which the app's eager steps can see is done), on
+    an anyio event elsewhere.
     """
 
-    __slots__ = ("event", "value")
+    __slots__ = ("value", "waiter")
 
     def __init__(self) -> None:
         self.value = False
-        self.event: anyio.Event | None = None
+        self.waiter: asyncio.Future[None] | anyio.Event | None = None
 
     def set(self) -> None:
         self.value = True
-        if self.event is not None:
-            self.event.set()
+        waiter = self.waiter
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():  # a waiter cancelled meanwhile leaves a cancelled future
+                waiter.set_result(None)
+        elif waiter is not None:
+            waiter.set()
 
     def is_set(self) -> bool:
         return self.value
 
     async def wait(self) -> None:
-        if not self.value:
-            if self.event is None:
-                self.event = anyio.Event()
-            await self.event.wait()
+        if self.value:
+            return
+        waiter = self.waiter
+        if waiter is None or (isinstance(waiter, asyncio.Future) and waiter.cancelled()):
+            try:
+                waiter = self.waiter = asyncio.get_running_loop().create_future()
+            except RuntimeError:  # not asyncio
+                waiter = self.waiter = anyio.Event()
+        if isinstance(waiter, asyncio.Future):
+            await waiter
+        else:
+            await waiter.wait()
 
 
 _NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
