@@ -12,8 +12,9 @@ does the body travel through a stream, as it does in Starlette.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -94,13 +95,29 @@ class AppResponse(Response):
     through dispatch); leave it alone and the app sends the body straight to the client.
     """
 
+    _body_iterator: AsyncIterator[Any] | None = None
+    body_touched = False  # dispatch has read or replaced `body_iterator`
+
     def __init__(self, exchange: Exchange, start: Message) -> None:
         self.status_code = start["status"]
         self.raw_headers = list(start.get("headers", ()))
         self.media_type = None
         self.background = None
-        self.body_iterator = self.app_body = exchange.pull_body()
         self._exchange = exchange
+
+    # Made on first use: most dispatch functions never look at the body, and then the app sends
+    # it straight to the client.
+    @property
+    def body_iterator(self) -> AsyncIterator[Any]:
+        self.body_touched = True
+        if self._body_iterator is None:
+            self._body_iterator = self._exchange.pull_body()
+        return self._body_iterator
+
+    @body_iterator.setter
+    def body_iterator(self, iterator: AsyncIterator[Any]) -> None:
+        self.body_touched = True
+        self._body_iterator = iterator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = self._exchange
@@ -196,7 +213,7 @@ class Exchange:
                 f"The dispatch function {getattr(dispatch, '__qualname__', dispatch)!r} returned "
                 f"{response!r}; it must return a Response, usually the one call_next gave it."
             )
-        if response is self.response and self.mode == PENDING and response.body_iterator is response.app_body:
+        if response is self.response and self.mode == PENDING and not response.body_touched:
             self.mode = FORWARD  # the app's task sends the rest
             self.decided.set()
             assert self.app_task is not None
