@@ -233,6 +233,7 @@ class Exchange:
             raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
         self.called = True
         self.app_task = AppTask(self.run_app)
+        self.app_task.step()
         if not self.started.is_set():
             await self.started.wait()
         if self.start is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.tasks
 import contextvars
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
 
 import anyio
@@ -34,24 +34,24 @@ class Flag:
     """A one-way event, as `anyio.Event`, that costs nothing until somebody has to wait for it.
 
     Most requests set every flag before anyone waits (the app answers at once). A wait that has
-    to block waits on a bare future on asyncio (which the app's eager steps can see is done), on
-    an anyio event elsewhere.
+    to block waits on a bare future of its own on asyncio (which the app's eager steps can see is
+    done), on an anyio event elsewhere.
     """
 
-    __slots__ = ("value", "waiter")
+    __slots__ = ("event", "futures", "value")
 
     def __init__(self) -> None:
         self.value = False
-        self.waiter: asyncio.Future[None] | anyio.Event | None = None
+        self.futures: list[asyncio.Future[None]] | None = None
+        self.event: anyio.Event | None = None
 
     def set(self) -> None:
         self.value = True
-        waiter = self.waiter
-        if isinstance(waiter, asyncio.Future):
-            if not waiter.done():  # a waiter cancelled meanwhile leaves a cancelled future
-                waiter.set_result(None)
-        elif waiter is not None:
-            waiter.set()
+        for future in self.futures or ():
+            if not future.done():  # a cancelled waiter leaves a cancelled future
+                future.set_result(None)
+        if self.event is not None:
+            self.event.set()
 
     def is_set(self) -> bool:
         return self.value
@@ -59,16 +59,39 @@ class Flag:
     async def wait(self) -> None:
         if self.value:
             return
-        waiter = self.waiter
-        if waiter is None or (isinstance(waiter, asyncio.Future) and waiter.cancelled()):
-            try:
-                waiter = self.waiter = asyncio.get_running_loop().create_future()
-            except RuntimeError:  # not asyncio
-                waiter = self.waiter = anyio.Event()
-        if isinstance(waiter, asyncio.Future):
-            await waiter
-        else:
-            await waiter.wait()
+        try:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # not asyncio
+            if self.event is None:
+                self.event = anyio.Event()
+            await self.event.wait()
+            return
+        # One future per waiter: asyncio cancels the future a cancelled task waits on.
+        if self.futures is None:
+            self.futures = []
+        self.futures.append(future)
+        try:
+            await future
+        finally:
+            self.futures.remove(future)
+
+
+_task_states: Mapping[Any, Any] | None
+try:
+    from anyio._backends._asyncio import _task_states
+except ImportError:  # pragma: no cover - anyio moved it: shields are then not seen
+    _task_states = None
+
+
+def _shielded(task: asyncio.Task[Any]) -> bool:
+    """Whether the task is inside a shielded anyio cancel scope (anyio keeps no public record)."""
+    state = _task_states.get(task) if _task_states is not None else None
+    scope = getattr(state, "cancel_scope", None)
+    while scope is not None:
+        if getattr(scope, "shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
 
 
 _NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
@@ -118,7 +141,7 @@ class AppTask:
     __slots__ = ("cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
 
     def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self.scope: anyio.CancelScope | None = None  # trio: the system task's own scope
+        self.scope: anyio.CancelScope | None = None  # trio: the system task is cancelled through it
         self.cancelling = False
         self.finished = Flag()
         self.error: BaseException | None = None
@@ -138,7 +161,6 @@ class AppTask:
             return
         self.eager = _EagerCoroutine(self.run(function))
         self.task = self.loop.create_task(self.eager, context=self.context)
-        self.step()
 
     async def run(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
         # Nothing may escape: a trio system task that raises crashes the whole run, and on asyncio
@@ -156,15 +178,24 @@ class AppTask:
             self.finished.set()
 
     def step(self) -> None:
-        """Run the app inline, as its task, while it waits only on what is already done."""
+        """Run the app inline, as its task, while it waits only on futures that are already done.
+
+        Anything else it yields (a pending future, a bare `yield` that lets the loop run, a bad
+        yield) is left to its task, which takes over with asyncio's own handling of it; so is a
+        cancellation of the task.
+        """
         eager = self.eager
-        if eager is None or eager.owned or eager.finished or self.cancelling:
-            return  # a cancelled app is left to its task, which delivers the cancellation
-        assert self.loop is not None and _enter_task is not None and _leave_task is not None
+        if eager is None or eager.owned or eager.finished or self.cancelling or self.task.cancelling():
+            return
         waiting_on = eager.waiting_on
+        if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
+            return
+        assert self.loop is not None and _enter_task is not None and _leave_task is not None
         caller = asyncio.current_task(self.loop)
         assert caller is not None
-        while waiting_on is _NOTHING or waiting_on is None or waiting_on.done():
+        while True:
+            if waiting_on is not _NOTHING:
+                waiting_on._asyncio_future_blocking = False  # as asyncio's Task does when it resumes
             _leave_task(self.loop, caller)
             _enter_task(self.loop, self.task)
             try:
@@ -175,18 +206,29 @@ class AppTask:
             finally:
                 _leave_task(self.loop, self.task)
                 _enter_task(self.loop, caller)
-            if waiting_on is not None:
-                # What asyncio's Task does when a coroutine yields a future; the task redoes it
-                # when it takes over.
-                waiting_on._asyncio_future_blocking = False
-        waiting_on._asyncio_future_blocking = True
-        eager.waiting_on = waiting_on
+            if not (asyncio.isfuture(waiting_on) and waiting_on.done()) or self.task.cancelling():
+                eager.waiting_on = waiting_on
+                return
 
     def cancel(self) -> None:
-        """Cancel the app where it waits; its cancellation is not an error of its own."""
+        """Cancel the app where it waits (if it has not finished), as a task group would."""
+        if self.finished.is_set():
+            return
         self.cancelling = True
         if self.scope is not None:
             self.scope.cancel()
+        else:
+            self._cancel_unless_shielded()
+
+    def _cancel_unless_shielded(self) -> None:
+        # A task group's cancel scope would not reach the app inside an anyio shield; neither does
+        # this, and like anyio it tries again on the next pass of the loop. (On asyncio the app
+        # has no scope of ours around it: entering one would cost a third of the whole budget.)
+        if self.finished.is_set():
+            return
+        if _shielded(self.task):
+            assert self.loop is not None
+            self.loop.call_soon(self._cancel_unless_shielded)
         else:
             self.task.cancel()
 
