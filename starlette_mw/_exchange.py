@@ -2,26 +2,26 @@
 
 Starlette's `BaseHTTPMiddleware` runs the app in a task and carries every message of the
 response through a memory stream to the dispatch task, which sends it on. Here the app also
-runs in a task of its own (dispatch must get its response while the app is still running), but
-once dispatch returns the response that `call_next` gave it, the app's task sends the rest of
-the response to the server itself: no stream, no task switch per chunk, and the messages go out
-as the app wrote them. Only when dispatch reads the body itself (or returns another response)
-does the body travel through a stream, as it does in Starlette.
+runs in a task of its own (dispatch must get its response while the app is still running; the
+task starts eagerly, see `_tasks.py`), but once dispatch returns the response that `call_next`
+gave it, the app's task sends the rest of the response to the server itself: no stream, no task
+switch per chunk, and the messages go out as the app wrote them. Only when dispatch reads the
+body itself (or returns another response) does the body travel through a stream, as it does in
+Starlette.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._parts import AppResponse, DispatchRequest, disconnect, is_last
 from starlette_mw._tasks import AppTask, Flag
 
 CallNext = Callable[[Request], Awaitable[Response]]
@@ -33,110 +33,6 @@ PENDING, FORWARD, PULL, DISCARD = range(4)
 # What call_next answers when the client left before the app sent a response (nginx's convention);
 # BaseHTTPMiddleware raises RuntimeError("No response returned.") there instead.
 CLIENT_CLOSED_REQUEST = 499
-
-
-def _disconnect() -> Message:
-    return {"type": "http.disconnect"}
-
-
-def _is_last(message: Message, trailers: bool) -> bool:
-    """Whether `message` ends the response, after which dispatch's own background task may run."""
-    kind: str = message["type"]
-    if kind == "http.response.body":
-        return not (trailers or bool(message.get("more_body", False)))
-    if kind == "http.response.trailers":
-        return not message.get("more_trailers", False)
-    return kind == "http.response.pathsend"
-
-
-class DispatchRequest(Request):
-    """The request dispatch sees; the app behind reads its body through `app_receive`.
-
-    Whatever dispatch read of the body is replayed to the app, so both can read it in any
-    order, with the same rules as Starlette's: after `body()` the app gets the whole body again,
-    after a full `stream()` an empty one. This reads the `_body`, `_stream_consumed` and
-    `_is_disconnected` fields that `Request` itself keeps, as Starlette's own cached request does.
-    """
-
-    _handed_over = False  # the body (or what is left of it) has reached the app
-    _disconnect_seen = False
-
-    async def app_receive(self) -> Message:
-        if self._disconnect_seen:
-            return _disconnect()
-        if self._handed_over:
-            if self._is_disconnected:
-                message = _disconnect()
-            else:
-                message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self._is_disconnected = self._disconnect_seen = True
-            return message
-        body: bytes | None = getattr(self, "_body", None)
-        if body is None and self._stream_consumed:
-            body = b""
-        if body is not None:
-            self._handed_over = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        try:
-            async with aclosing(self.stream()) as stream:
-                chunk = await stream.__anext__()
-        except ClientDisconnect:
-            self._disconnect_seen = True
-            return _disconnect()
-        self._handed_over = self._stream_consumed
-        return {"type": "http.request", "body": chunk, "more_body": not self._stream_consumed}
-
-
-class AppResponse(Response):
-    """What `call_next` returns: the app's status and headers, with the body still on its way.
-
-    Change `status_code` or `headers` freely. Read `body_iterator` to see the body (it then flows
-    through dispatch); leave it alone and the app sends the body straight to the client.
-    """
-
-    _body_iterator: AsyncIterator[Any] | None = None
-    body_touched = False  # dispatch has read or replaced `body_iterator`
-
-    def __init__(self, exchange: Exchange, start: Message) -> None:
-        self.status_code = start["status"]
-        self.raw_headers = list(start.get("headers", ()))
-        self.media_type = None
-        self.background = None
-        self._exchange = exchange
-
-    # Made on first use: most dispatch functions never look at the body, and then the app sends
-    # it straight to the client.
-    @property
-    def body_iterator(self) -> AsyncIterator[Any]:
-        self.body_touched = True
-        if self._body_iterator is None:
-            self._body_iterator = self._exchange.pull_body()
-        return self._body_iterator
-
-    @body_iterator.setter
-    def body_iterator(self, iterator: AsyncIterator[Any]) -> None:
-        self.body_touched = True
-        self._body_iterator = iterator
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = self._exchange
-        await exchange.send_start(send, self)
-        ended = False
-        async for chunk in self.body_iterator:
-            if isinstance(chunk, dict):  # pathsend or trailers, passed on as the app sent them
-                if chunk["type"] == "http.response.trailers" and not ended:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                ended = True
-                await send(chunk)
-                continue
-            if isinstance(chunk, str):
-                chunk = chunk.encode(self.charset)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not ended:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if self.background is not None:
-            await self.background()
 
 
 class Exchange:
@@ -234,8 +130,7 @@ class Exchange:
         self.called = True
         self.app_task = AppTask(self.run_app)
         self.app_task.step()
-        if not self.started.is_set():
-            await self.started.wait()
+        await self.started.wait()
         if self.start is None:
             if self.app_exc is not None:
                 self.exc_raised = True
@@ -267,7 +162,7 @@ class Exchange:
 
     async def app_receive(self) -> Message:
         if self.response_sent.is_set():
-            return _disconnect()
+            return disconnect()
         # Dispatch may answer with a response of its own while the app waits here for the client;
         # then the app is told the client is gone (`end_after_response` cancels this scope).
         with anyio.CancelScope() as scope:
@@ -276,13 +171,13 @@ class Exchange:
                 return await self.request.app_receive()
             finally:
                 self.receive_scopes.discard(scope)
-        return _disconnect()
+        return disconnect()
 
     async def app_send(self, message: Message) -> None:
         if self.mode == FORWARD:
             await self.send(message)
             assert self.start is not None
-            if _is_last(message, self.start.get("trailers", False)):
+            if is_last(message, self.start.get("trailers", False)):
                 self.forwarded.set()
             return
         kind = message["type"]
@@ -308,7 +203,7 @@ class Exchange:
                 await self.dropped()
                 return
             assert self.start is not None
-            if _is_last(message, self.start.get("trailers", False)):
+            if is_last(message, self.start.get("trailers", False)):
                 # Like Starlette: the app's own background work starts after the client has it all.
                 await self.response_sent.wait()
         else:
@@ -343,7 +238,7 @@ class Exchange:
                         yield body
                 else:
                     yield message
-                if _is_last(message, trailers):
+                if is_last(message, trailers):
                     return
 
     def end_after_response(self) -> None:
