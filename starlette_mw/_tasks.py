@@ -94,6 +94,8 @@ def _shielded(task: asyncio.Task[Any]) -> bool:
     return False
 
 
+_SHIELD_POLL_SECONDS = 0.005
+
 _NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
 
 
@@ -211,26 +213,31 @@ class AppTask:
                 return
 
     def cancel(self) -> None:
-        """Cancel the app where it waits (if it has not finished), as a task group would."""
+        """Cancel the app (if it has not finished) as a task group's cancel scope would."""
         if self.finished.is_set():
             return
         self.cancelling = True
         if self.scope is not None:
             self.scope.cancel()
         else:
-            self._cancel_unless_shielded()
+            self._deliver_cancellation()
 
-    def _cancel_unless_shielded(self) -> None:
-        # A task group's cancel scope would not reach the app inside an anyio shield; neither does
-        # this, and like anyio it tries again on the next pass of the loop. (On asyncio the app
-        # has no scope of ours around it: entering one would cost a third of the whole budget.)
+    def _deliver_cancellation(self) -> None:
+        # What anyio does for a task in a cancelled scope, without a scope around every request
+        # (entering one would cost a third of the whole budget): cancel the task again at every
+        # pass of the loop until it ends, as it may swallow one cancellation; but not while it is
+        # inside a shielded scope, where anyio waits for the shield to end (here: looks again in
+        # a few milliseconds, rather than spinning).
         if self.finished.is_set():
             return
+        assert self.loop is not None
         if _shielded(self.task):
-            assert self.loop is not None
-            self.loop.call_soon(self._cancel_unless_shielded)
-        else:
+            self.loop.call_later(_SHIELD_POLL_SECONDS, self._deliver_cancellation)
+            return
+        waiter = getattr(self.task, "_fut_waiter", None)
+        if not getattr(self.task, "_must_cancel", False) and not (asyncio.isfuture(waiter) and waiter.done()):
             self.task.cancel()
+        self.loop.call_soon(self._deliver_cancellation)
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
@@ -239,9 +246,15 @@ class AppTask:
             try:
                 await self.finished.wait()
             except BaseException:
+                # The request is cancelled: stop the app, and wait for it however often this task
+                # is cancelled again (a shield stops anyio's cancellation, not asyncio's own).
                 self.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.finished.wait()
+                while not self.finished.is_set():
+                    try:
+                        with anyio.CancelScope(shield=True):
+                            await self.finished.wait()
+                    except BaseException:
+                        continue
                 raise
         if self.error is not None:
             error, self.error = self.error, None
