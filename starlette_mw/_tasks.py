@@ -47,9 +47,10 @@ class Flag:
 
     def set(self) -> None:
         self.value = True
-        for future in self.futures or ():
-            if not future.done():  # a cancelled waiter leaves a cancelled future
-                future.set_result(None)
+        if self.futures is not None:
+            for future in self.futures:
+                if not future.done():  # a cancelled waiter leaves a cancelled future
+                    future.set_result(None)
         if self.event is not None:
             self.event.set()
 
