@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,18 +16,26 @@ from starlette_mw.paths import PathFilter, PathPatterns
 F = TypeVar("F", bound=DispatchFunction)
 
 
+def _is_async(func: Any) -> bool:
+    """An `async def` function, a partial of one, or an object whose `__call__` is one (as FastAPI allows)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
 def _check_function(func: Any) -> None:
     name = getattr(func, "__qualname__", repr(func))
-    if not inspect.iscoroutinefunction(func):
+    if not _is_async(func):
         raise TypeError(
             f"Middleware function {name!r} is not an 'async def' function; "
             "write it as 'async def f(request, call_next)' and await call_next(request) inside."
         )
     try:
-        inspect.signature(func).bind(None, None)
+        signature = inspect.signature(func)
+        signature.bind(None, None)
     except TypeError:
         raise TypeError(
-            f"Middleware function {name!r} takes {inspect.signature(func)}; "
+            f"Middleware function {name!r} takes {signature}; "
             "it must take two parameters, as in 'async def f(request, call_next)'."
         ) from None
 

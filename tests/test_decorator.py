@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import time
 from collections.abc import AsyncIterator, Callable
@@ -401,6 +402,28 @@ def test_middleware_type_other_than_http() -> None:
     with pytest.raises(ValueError, match=r"""'websocket' is not supported; use @app\.middleware\("http"\)"""):
         app.middleware("websocket")
     assert app.user_middleware == []
+
+
+@pytest.mark.anyio
+async def test_async_callable_objects_and_partials_are_accepted() -> None:
+    # FastAPI's decorator takes any async callable; so does this one.
+    calls: list[str] = []
+
+    class AddHeader:
+        async def __call__(self, request: Request, call_next: CallNext) -> Response:
+            calls.append("object")
+            return await call_next(request)
+
+    async def tagged(tag: str, request: Request, call_next: CallNext) -> Response:
+        calls.append(tag)
+        return await call_next(request)
+
+    app = App(routes=[Route("/", hello)])
+    app.middleware("http")(AddHeader())
+    app.middleware("http")(functools.partial(tagged, "partial"))
+    async with client(app) as http:
+        assert (await http.get("/")).status_code == 200
+    assert calls == ["partial", "object"]
 
 
 def test_non_async_function() -> None:
