@@ -137,6 +137,15 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
     def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - only a task drives it
         raise TypeError("the app's coroutine is driven by its task")
 
+    # What asyncio reads of a task's coroutine for its repr() and get_stack().
+    def __getattr__(self, name: str) -> Any:
+        if name in _COROUTINE_ATTRIBUTES:
+            return getattr(self.coro, name)
+        raise AttributeError(name)
+
+
+_COROUTINE_ATTRIBUTES = frozenset({"__name__", "__qualname__", "cr_code", "cr_frame", "cr_await", "cr_running"})
+
 
 class AppTask:
     """The app's task: started at once, stepped inline while it can be, joined at the end."""

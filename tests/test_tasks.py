@@ -360,3 +360,36 @@ async def test_cancelling_the_request_while_the_app_waits(spec_version: str, whe
             await waiting.wait()
             tasks.cancel_scope.cancel()
     assert ended[-1] == "app"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_the_apps_task_shows_its_coroutine_when_debugging() -> None:
+    # asyncio's repr() and get_stack() read the task's coroutine; the eager wrapper passes them on.
+    waiting = anyio.Event()
+    go_on = anyio.Event()
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        waiting.set()
+        await go_on.wait()
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    async def dispatch(request: Request, call_next: CallNext) -> Response:
+        return await call_next(request)
+
+    async def look() -> None:
+        await waiting.wait()
+        tasks = [task for task in asyncio.all_tasks() if "AppTask.run" in repr(task)]
+        seen.append(repr(tasks[0]))
+        seen.append(str(len(tasks[0].get_stack())))
+        go_on.set()
+
+    peer = Peer()
+    with anyio.fail_after(DEADLOCK):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(look)
+            await HTTPMiddleware(app, dispatch)(http_scope(), peer.receive, peer.send)
+    assert "coro=<AppTask.run() running at" in seen[0]
+    assert int(seen[1]) >= 1
+    assert peer.body_sent == b"ok"
