@@ -1,9 +1,28 @@
-"""A hand-written server side for ASGI tests that need exact control of receive and send."""
+"""A hand-written server side for ASGI tests that need exact control of receive and send, and
+the parameters that run a test against BaseHTTPMiddleware and HTTPMiddleware side by side."""
 
 from __future__ import annotations
 
 import anyio
+import pytest
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Scope
+
+from starlette_mw import CallNext, HTTPMiddleware
+
+# Tests parametrized over both run Starlette's class as the reference and ours side by side.
+Middlewares = type[BaseHTTPMiddleware]
+MIDDLEWARES = [
+    pytest.param(BaseHTTPMiddleware, id="starlette"),
+    pytest.param(HTTPMiddleware, id="starlette_mw"),
+]
+
+
+async def passthrough(request: Request, call_next: CallNext) -> Response:
+    return await call_next(request)
+
 
 # A deadlock should fail its test quickly rather than wait for pytest-timeout; never reached otherwise.
 DEADLOCK = 5

@@ -17,7 +17,7 @@ from typing import Literal, cast
 import anyio
 import httpx
 import pytest
-from peer import DEADLOCK, Peer, http_scope
+from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope, passthrough
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -33,12 +33,6 @@ from starlette_mw import CallNext, HTTPMiddleware
 
 Backend = Literal["asyncio", "trio"]
 LiveServer = Callable[[ASGIApp], str]
-Middlewares = type[BaseHTTPMiddleware]
-
-MIDDLEWARES = [
-    pytest.param(BaseHTTPMiddleware, id="starlette"),
-    pytest.param(HTTPMiddleware, id="starlette_mw"),
-]
 
 
 class Gate:
@@ -61,10 +55,6 @@ class Gate:
         if not self._events:
             self._events.append(anyio.Event())
         return self._events[0]
-
-
-async def passthrough(request: Request, call_next: CallNext) -> Response:
-    return await call_next(request)
 
 
 async def read_body(response: Response) -> bytes:

@@ -34,11 +34,10 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from peer import DEADLOCK, Peer, http_scope
+from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -46,11 +45,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw import CallNext, HTTPMiddleware
 
-MIDDLEWARES = [
-    pytest.param(BaseHTTPMiddleware, id="starlette"),
-    pytest.param(HTTPMiddleware, id="starlette_mw"),
-]
-Middlewares = type[BaseHTTPMiddleware]
 LiveServer = Callable[[ASGIApp], str]
 
 

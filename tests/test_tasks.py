@@ -16,24 +16,13 @@ from collections.abc import AsyncIterator, Generator
 import anyio
 import anyio.lowlevel
 import pytest
-from peer import DEADLOCK, Peer, http_scope
-from starlette.middleware.base import BaseHTTPMiddleware
+from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope, passthrough
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw import CallNext, HTTPMiddleware
 from starlette_mw._tasks import Flag
-
-MIDDLEWARES = [
-    pytest.param(BaseHTTPMiddleware, id="starlette"),
-    pytest.param(HTTPMiddleware, id="starlette_mw"),
-]
-Middlewares = type[BaseHTTPMiddleware]
-
-
-async def passthrough(request: Request, call_next: CallNext) -> Response:
-    return await call_next(request)
 
 
 async def serve(app: ASGIApp, spec_version: str = "2.4") -> Peer:

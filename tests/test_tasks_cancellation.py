@@ -12,23 +12,12 @@ import time
 
 import anyio
 import pytest
-from peer import DEADLOCK, Peer, http_scope
-from starlette.middleware.base import BaseHTTPMiddleware
+from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope, passthrough
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from starlette_mw import CallNext, HTTPMiddleware
-
-MIDDLEWARES = [
-    pytest.param(BaseHTTPMiddleware, id="starlette"),
-    pytest.param(HTTPMiddleware, id="starlette_mw"),
-]
-Middlewares = type[BaseHTTPMiddleware]
-
-
-async def passthrough(request: Request, call_next: CallNext) -> Response:
-    return await call_next(request)
+from starlette_mw import CallNext
 
 
 class DispatchFailure(Exception):
