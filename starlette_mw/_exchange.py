@@ -41,13 +41,11 @@ class Exchange:
     __slots__ = (
         "app",
         "app_context",
-        "app_done",
         "app_exc",
         "app_task",
         "called",
         "debug",
         "decided",
-        "exc_raised",
         "forwarded",
         "mode",
         "pipe_recv",
@@ -68,7 +66,7 @@ class Exchange:
         self.send = send
         self.request = DispatchRequest(scope, receive, send)
         self.mode = PENDING
-        self.called = self.app_done = self.exc_raised = False
+        self.called = False
         self.start: Message | None = None
         self.debug: Message | None = None
         self.app_exc: Exception | None = None
@@ -98,7 +96,7 @@ class Exchange:
             # The response refers back to this exchange; without this, every request would wait
             # for the cycle collector instead of being freed when it ends.
             self.response = None
-        if self.app_exc is not None and not self.exc_raised:
+        if self.app_exc is not None:  # not raised by call_next: the app failed after its response started
             app_exc, self.app_exc = self.app_exc, None
             raise app_exc
 
@@ -133,8 +131,8 @@ class Exchange:
         await self.started.wait()
         if self.start is None:
             if self.app_exc is not None:
-                self.exc_raised = True
-                raise self.app_exc
+                app_exc, self.app_exc = self.app_exc, None
+                raise app_exc
             if self.request._is_disconnected:
                 return Response(status_code=CLIENT_CLOSED_REQUEST)
             raise RuntimeError("No response returned: the app behind this middleware ended without sending one.")
@@ -154,7 +152,6 @@ class Exchange:
         except Exception as exc:
             self.app_exc = exc
         finally:
-            self.app_done = True
             self.forwarded.set()
             if self.pipe_send is not None:
                 self.pipe_send.close()
@@ -222,7 +219,8 @@ class Exchange:
         await send({**self.start, "status": response.status_code, "headers": response.raw_headers})
 
     async def pull_body(self) -> AsyncGenerator[bytes | Message, None]:
-        if self.mode != PENDING or self.app_done:
+        assert self.app_task is not None
+        if self.mode != PENDING or self.app_task.finished.is_set():
             return
         self.pipe_send, self.pipe_recv = anyio.create_memory_object_stream[Message](0)
         self.mode = PULL

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.tasks
 import contextvars
+import inspect
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
 
@@ -107,18 +108,17 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
     what the app was last waiting on, or learns that the app has already finished.
     """
 
-    __slots__ = ("coro", "finished", "owned", "waiting_on")
+    __slots__ = ("coro", "owned", "waiting_on")
 
     def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
         self.coro = coro
         self.owned = False  # the task has taken its first step: no more inline steps
-        self.finished = False
         self.waiting_on: Any = _NOTHING
 
     def send(self, value: Any) -> Any:
         if not self.owned:
             self.owned = True
-            if self.finished:  # the app finished inline; `AppTask.join` has what it left
+            if self.done:  # the app finished inline; `AppTask.join` has what it left
                 raise StopIteration
             if self.waiting_on is not _NOTHING:
                 waiting_on, self.waiting_on = self.waiting_on, _NOTHING
@@ -127,12 +127,16 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
 
     def throw(self, *args: Any) -> Any:
         self.owned = True
-        if self.finished:
+        if self.done:
             raise args[0] if len(args) == 1 else args[1]
         return self.coro.throw(*args)
 
     def close(self) -> None:
         self.coro.close()
+
+    @property
+    def done(self) -> bool:
+        return inspect.getcoroutinestate(self.coro) == inspect.CORO_CLOSED
 
     def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - only a task drives it
         raise TypeError("the app's coroutine is driven by its task")
@@ -197,7 +201,7 @@ class AppTask:
         cancellation of the task.
         """
         eager = self.eager
-        if eager is None or eager.owned or eager.finished or self.cancelling or self.task.cancelling():
+        if eager is None or eager.owned or self.finished.is_set() or self.cancelling or self.task.cancelling():
             return
         waiting_on = eager.waiting_on
         if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
@@ -212,8 +216,7 @@ class AppTask:
             _enter_task(self.loop, self.task)
             try:
                 waiting_on = self.context.run(eager.coro.send, None)
-            except StopIteration:  # `run` lets nothing else out
-                eager.finished = True
+            except StopIteration:  # `run` lets nothing else out, and has set `finished`
                 return
             finally:
                 _leave_task(self.loop, self.task)
