@@ -89,20 +89,22 @@ async def test_dispatch_wraps_body_in_streaming_response_asgi_23(middleware: Mid
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
+async def set_and_reset_var(request: Request, call_next: CallNext) -> Response:
+    """The request-id middleware pattern: a contextvar token set before call_next, reset after."""
+    token = var.set("x")
+    try:
+        return await call_next(request)
+    finally:
+        var.reset(token)
+
+
 # Trap A: ValueError, token created in a different Context.
 @pytest.mark.anyio
 @pytest.mark.parametrize("middleware", MIDDLEWARES)
 async def test_contextvar_reset_after_call_next_asgi_23(middleware: Middlewares) -> None:
-    async def dispatch(request: Request, call_next: CallNext) -> Response:
-        token = var.set("x")
-        try:
-            return await call_next(request)
-        finally:
-            var.reset(token)
-
     peer = Peer()
     with anyio.fail_after(DEADLOCK):
-        await middleware(stream_app, dispatch)(http_scope(spec_version="2.3"), peer.receive, peer.send)
+        await middleware(stream_app, set_and_reset_var)(http_scope(spec_version="2.3"), peer.receive, peer.send)
     assert peer.body_sent == b"one,two"
 
 
@@ -459,16 +461,9 @@ def test_uvicorn_dispatch_reads_body_client_leaves_background_runs(
 async def test_contextvar_reset_after_call_next_over_inner_app_task(middleware: Middlewares) -> None:
     """ASGI 2.4, but the inner middleware's app task sends the response start."""
 
-    async def dispatch(request: Request, call_next: CallNext) -> Response:
-        token = var.set("x")
-        try:
-            return await call_next(request)
-        finally:
-            var.reset(token)
-
     peer = Peer()
     with anyio.fail_after(DEADLOCK):
-        await middleware(timeout_layer(stream_app), dispatch)(http_scope(), peer.receive, peer.send)
+        await middleware(timeout_layer(stream_app), set_and_reset_var)(http_scope(), peer.receive, peer.send)
     assert peer.body_sent == b"one,two"
 
 
