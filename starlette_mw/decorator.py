@@ -8,15 +8,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from starlette_mw._exchange import DispatchFunction
 from starlette_mw.base import HTTPMiddleware
+from starlette_mw.errors import ErrorResponseLayer
 from starlette_mw.paths import PathFilter, PathPatterns
 
 F = TypeVar("F", bound=DispatchFunction)
 
 
-def _is_async(func: Any) -> bool:
+def is_async(func: Any) -> bool:
     """An `async def` function, a partial of one, or an object whose `__call__` is one (as FastAPI allows)."""
     while isinstance(func, functools.partial):
         func = func.func
@@ -25,7 +27,7 @@ def _is_async(func: Any) -> bool:
 
 def _check_function(func: Any) -> None:
     name = getattr(func, "__qualname__", repr(func))
-    if not _is_async(func):
+    if not is_async(func):
         raise TypeError(
             f"Middleware function {name!r} is not an 'async def' function; "
             "write it as 'async def f(request, call_next)' and await call_next(request) inside."
@@ -80,6 +82,9 @@ def middleware(
 class MiddlewareMixin:
     """Gives a Starlette subclass FastAPI's `app.middleware("http")` decorator.
 
+    It also puts the package's middleware headers on the 500 that Starlette renders when an
+    endpoint raises, as `starlette_mw.install(app)` does for other apps.
+
     class App(MiddlewareMixin, Starlette): ...
 
     app = App(routes=routes)
@@ -104,6 +109,11 @@ class MiddlewareMixin:
                 "list it before Starlette, as in 'class App(MiddlewareMixin, Starlette)'."
             )
         return middleware(self, middleware_type, include=include, exclude=exclude)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        # The app's own stack (Starlette's or FastAPI's), inside the layer `install()` adds.
+        build_stack: Callable[[], ASGIApp] = super().build_middleware_stack  # type: ignore[misc]
+        return ErrorResponseLayer(build_stack())
 
 
 class App(MiddlewareMixin, Starlette):

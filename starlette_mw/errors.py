@@ -1,0 +1,110 @@
+"""Headers from the package's middleware on the 500 that Starlette renders when an endpoint raises.
+
+Starlette's `ServerErrorMiddleware` is the outermost layer of every app. When an exception
+escapes the app, it renders the 500 (with the app's own handler for 500 / `Exception`, if any)
+and sends it with the server's `send`, so no user middleware sees that response; then it
+re-raises, so the server logs the exception. A middleware that caught the exception and
+answered the 500 itself would run the app's handler a second time and hide the exception from
+any middleware registered outside it. Instead, `install(app)` puts one thin layer outside
+`ServerErrorMiddleware`: a middleware whose response never started when an exception went
+through it registers a send wrapper in the scope, and that layer applies it to whatever response
+then goes out. `App` (and `MiddlewareMixin`) install it themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["ErrorResponseLayer", "install", "wrap_error_response"]
+
+SendWrapper = Callable[[Send], Send]
+
+_SCOPE_KEY = "starlette_mw.error_response"
+_installed: weakref.WeakSet[Starlette] = weakref.WeakSet()
+
+logger = logging.getLogger("starlette_mw")
+_warned: set[str] = set()
+
+
+class ErrorResponseLayer:
+    """The layer outside `ServerErrorMiddleware` that `install()` adds; see the module's docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wrappers: list[SendWrapper] = []
+        # Some middleware copy the scope; the list travels with each copy, so all register here.
+        scope[_SCOPE_KEY] = wrappers
+
+        async def send_response(message: Message) -> None:
+            if not wrappers:
+                await send(message)
+                return
+            # The innermost middleware registered first and edits the response first, as its own
+            # send wrapper would have done.
+            wrapped = send
+            for wrap in reversed(wrappers):
+                wrapped = wrap(wrapped)
+            await wrapped(message)
+
+        await self.app(scope, receive, send_response)
+
+
+def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: str) -> None:
+    """Have the response that goes out for this request after an exception pass through `wrap`.
+
+    A middleware calls this when an exception escapes its app before the response started. Without
+    the layer (an app that is neither `App` nor installed), logs once per `owner` how to fix it.
+    """
+    wrappers: list[SendWrapper] | None = scope.get(_SCOPE_KEY)
+    if wrappers is not None:
+        wrappers.append(wrap)
+    elif owner not in _warned:
+        _warned.add(owner)
+        logger.warning(
+            "%s could not add its headers to the error response: Starlette sends its 500 from "
+            "ServerErrorMiddleware, outside every middleware. Use starlette_mw.App, or call "
+            "starlette_mw.install(app) before the app starts.",
+            owner,
+        )
+
+
+def install(app: Starlette) -> Starlette:
+    """Let the package's middleware put their headers on the 500 that Starlette renders.
+
+    For any Starlette or FastAPI app; `starlette_mw.App` needs no call. Call it before the app
+    serves its first request, in any order with `add_middleware`. Returns the app.
+
+        app = FastAPI()
+        starlette_mw.install(app)
+        app.add_middleware(TimingMiddleware)
+    """
+    if not isinstance(app, Starlette):
+        raise TypeError(f"install() takes a Starlette or FastAPI app, not {type(app).__name__}.")
+    from starlette_mw.decorator import MiddlewareMixin  # the decorator module imports this one
+
+    if app in _installed or isinstance(app, MiddlewareMixin):
+        return app
+    if app.middleware_stack is not None:
+        raise RuntimeError(
+            "install() was called after the app built its middleware stack (on its first request); "
+            "call it right after creating the app."
+        )
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return ErrorResponseLayer(build())
+
+    # Starlette builds the stack through this method, on the first request; wrap this app's only.
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    _installed.add(app)
+    return app
