@@ -15,20 +15,29 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from starlette_mw import CallNext, HTTPMiddleware
+from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware
 
 __all__ = [
+    "ORIGIN",
     "VARIANTS",
     "Variant",
     "bare",
     "base_http_middleware",
     "http_middleware",
     "http_middleware_excluded",
+    "starlette_cors",
+    "timing",
 ]
+
+# The page origin every benchmark request comes from, which the CORS variants allow: Starlette's
+# CORSMiddleware then does its full work for a simple request (checks the origin, sets
+# Access-Control-Allow-Origin and Vary), rather than passing a request without Origin straight on.
+ORIGIN = "http://localhost:3000"
 
 
 async def hello(request: Request) -> Response:
@@ -65,6 +74,15 @@ def http_middleware_excluded() -> Starlette:
     return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header, exclude="/"))
 
 
+def starlette_cors() -> Starlette:
+    """Starlette's own CORSMiddleware: the baseline the package's plain-ASGI middleware are held to."""
+    return _app(Middleware(CORSMiddleware, allow_origins=[ORIGIN]))
+
+
+def timing() -> Starlette:
+    return _app(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Variant:
     """One row of a benchmark table: a label and the factory that builds its app."""
@@ -83,4 +101,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="BaseHTTPMiddleware", factory=base_http_middleware),
     Variant(label="HTTPMiddleware", factory=http_middleware),
     Variant(label="HTTPMiddleware, path excluded", factory=http_middleware_excluded),
+    Variant(label="CORSMiddleware (Starlette)", factory=starlette_cors),
+    Variant(label="TimingMiddleware", factory=timing),
 )

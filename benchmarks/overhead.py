@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from starlette.types import ASGIApp, Message, Receive, Scope
 
-from benchmarks.apps import VARIANTS, Variant
+from benchmarks.apps import ORIGIN, VARIANTS, Variant
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,7 @@ class RatioCheck:
 
 CHECKS: tuple[RatioCheck, ...] = (
     RatioCheck(numerator="HTTPMiddleware", denominator="BaseHTTPMiddleware", target=Fraction(1, 6)),
+    RatioCheck(numerator="TimingMiddleware", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)),
 )
 
 _HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -53,6 +54,7 @@ _HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"accept-language", b"en-US,en;q=0.5"),
     (b"accept-encoding", b"gzip, deflate"),
     (b"connection", b"keep-alive"),
+    (b"origin", ORIGIN.encode()),
 )
 
 

@@ -3,7 +3,9 @@
 from starlette_mw.base import CallNext, DispatchFunction, HTTPMiddleware
 from starlette_mw.decorator import App, MiddlewareMixin, middleware
 from starlette_mw.describe import Stack, describe
+from starlette_mw.errors import install
 from starlette_mw.paths import PathFilter
+from starlette_mw.timing import Timer, TimingMiddleware, record_timing, timing
 
 __all__ = [
     "App",
@@ -13,6 +15,11 @@ __all__ = [
     "MiddlewareMixin",
     "PathFilter",
     "Stack",
+    "Timer",
+    "TimingMiddleware",
     "describe",
+    "install",
     "middleware",
+    "record_timing",
+    "timing",
 ]

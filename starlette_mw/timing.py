@@ -1,0 +1,355 @@
+"""`TimingMiddleware`: X-Process-Time and W3C Server-Timing, with metrics of the app's own.
+
+Server-Timing: https://www.w3.org/TR/server-timing/ (the header's syntax, section 3) and
+Resource Timing's Timing-Allow-Origin check, which decides whether a page on another origin may
+read the metrics: https://www.w3.org/TR/resource-timing/#sec-timing-allow-origin
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
+
+from starlette.requests import HTTPConnection, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from starlette_mw._origins import check_origin, is_origin
+from starlette_mw._plain import PlainMiddleware
+from starlette_mw.decorator import is_async
+from starlette_mw.errors import wrap_error_response
+from starlette_mw.paths import PathPatterns
+
+__all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
+
+Origins: TypeAlias = "str | Sequence[str]"
+TimingAllowOrigin: TypeAlias = "Origins | Callable[[Request], Origins | None] | None"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SCOPE_KEY = "starlette_mw.timing"
+# RFC 9110 section 5.6.2: a token, the syntax of header names and of Server-Timing metric names.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# What a quoted-string may not hold as is (RFC 9110 section 5.6.4): '"' and '\' get a backslash;
+# control characters, which could end the header line, become spaces. Non-ASCII text is kept, as
+# UTF-8 bytes (obs-text); browsers show those bytes as Latin-1.
+_UNQUOTABLE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')
+
+
+def _check_token(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} {value!r} has type {type(value).__name__}; use a string such as 'db'.")
+    if not _TOKEN.fullmatch(value):
+        fixed = re.sub(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]+", "-", value).strip("-") or "metric"
+        raise ValueError(
+            f"{what} {value!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only, no spaces or "
+            f"quotes), so it cannot go into a header as is; use a name such as {fixed!r} and put free text "
+            "in the description."
+        )
+    return value
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\" + char if char in '"\\' else " "
+
+
+def _quote(text: str) -> str:
+    return '"' + _UNQUOTABLE.sub(_escape, text) + '"'
+
+
+def _check_description(description: object, what: str) -> str | None:
+    if description is not None and not isinstance(description, str):
+        raise TypeError(f"{what} {description!r} has type {type(description).__name__}; use a string or None.")
+    return description
+
+
+class _Metrics:
+    """One request's metrics, held in its scope until the response starts."""
+
+    __slots__ = ("entries", "precision", "sent")
+
+    def __init__(self, precision: int) -> None:
+        self.entries: list[str] = []
+        self.precision = precision
+        self.sent = False
+
+    def add(self, name: str, seconds: float | None, description: str | None) -> None:
+        if self.sent:  # the header has gone out; a later metric has nowhere to go
+            return
+        entry = name if seconds is None else f"{name};dur={seconds * 1000:.{self.precision}f}"
+        self.entries.append(entry if not description else f"{entry};desc={_quote(description)}")
+
+    def take(self) -> list[str]:
+        self.sent = True
+        return self.entries
+
+
+def _metrics_of(request: HTTPConnection | Scope) -> _Metrics | None:
+    scope = request.scope if isinstance(request, HTTPConnection) else request
+    metrics: _Metrics | None = scope.get(_SCOPE_KEY)
+    return metrics
+
+
+def record_timing(
+    request: HTTPConnection | Scope, name: str, seconds: float | None = None, description: str | None = None
+) -> None:
+    """Add a metric to the request's Server-Timing header: a duration in seconds, a description, or both.
+
+    `request` is the endpoint's request, or the scope in a plain ASGI middleware. Without a
+    TimingMiddleware handling the request (none in the stack, path excluded, `enabled=` said no),
+    this does nothing, so handlers need not care.
+
+        record_timing(request, "cache", description="hit")
+        record_timing(request, "render", time.perf_counter() - started)
+    """
+    _check_token(name, "Server-Timing metric name")
+    _check_description(description, f"Description of metric {name!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        raise TypeError(f"Duration of metric {name!r} is {seconds!r}; give seconds as a number, or None.")
+    metrics = _metrics_of(request)
+    if metrics is not None:
+        metrics.add(name, seconds, description)
+
+
+class Timer:
+    """Times a block (`with`, `async with`) or each call of a function (as a decorator) into a metric.
+
+    Made by `timing()`. Metrics are kept in the order they finish; a name may repeat.
+    """
+
+    __slots__ = ("_description", "_metrics", "_name", "_start")
+
+    def __init__(self, metrics: _Metrics | None, name: str, description: str | None) -> None:
+        self._metrics = metrics
+        self._name = name
+        self._description = description
+        self._start = 0.0
+
+    def _record(self, start: float) -> None:
+        if self._metrics is not None:
+            self._metrics.add(self._name, time.perf_counter() - start, self._description)
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._record(self._start)
+
+    async def __aenter__(self) -> Timer:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._record(self._start)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        # Each call has its own start, so a decorated function may run several times at once.
+        if inspect.iscoroutinefunction(func):
+            coroutine_function = cast(Callable[P, Awaitable[Any]], func)
+
+            @functools.wraps(func)
+            async def timed_coroutine(*args: P.args, **kwargs: P.kwargs) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await coroutine_function(*args, **kwargs)
+                finally:
+                    self._record(start)
+
+            return cast(Callable[P, R], timed_coroutine)
+
+        @functools.wraps(func)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._record(start)
+
+        return timed
+
+
+def timing(request: HTTPConnection | Scope, name: str, description: str | None = None) -> Timer:
+    """Time a block or a function into a Server-Timing metric of this request.
+
+        with timing(request, "db", "query users"):
+            users = await load_users()
+
+        @timing(request, "render")
+        def render(users): ...
+
+    `request` is the endpoint's request, or the scope in a plain ASGI middleware. Only metrics that
+    end before the response starts reach the header. Without a TimingMiddleware handling the
+    request, the timer does nothing.
+    """
+    _check_token(name, "Server-Timing metric name")
+    _check_description(description, f"Description of metric {name!r}")
+    return Timer(_metrics_of(request), name, description)
+
+
+def _origin_list(value: object, option: str) -> list[str]:
+    origins = [value] if isinstance(value, str) else value
+    if not isinstance(origins, Sequence):
+        raise TypeError(
+            f"{option}={value!r} has type {type(value).__name__}; use '*', an origin such as "
+            "'https://app.example.com', a list of origins, or a function of the request returning one."
+        )
+    return ["*" if origin == "*" else check_origin(origin, option) for origin in origins]
+
+
+def _check_function(value: object, option: str) -> None:
+    if is_async(value):
+        raise TypeError(
+            f"{option} function {value!r} is an 'async def' function; it runs for every request before the "
+            "app, so it must be a plain function of the request (def f(request) -> ...)."
+        )
+
+
+class TimingMiddleware(PlainMiddleware):
+    """Adds how long the app took to start its response, as `X-Process-Time` and `Server-Timing`.
+
+        app.add_middleware(
+            TimingMiddleware,
+            timing_allow_origin="https://app.example.com",  # let that page read the metrics
+            enabled=lambda request: request.client is not None and request.client.host == "10.0.0.7",
+        )
+
+    Both headers measure with `time.perf_counter()` from the request reaching this middleware to
+    the app starting its response (for a streamed body, not its end). `X-Process-Time` is in
+    seconds; `Server-Timing` holds the total in milliseconds (`app;dur=12.345`), then the metrics
+    that handlers recorded with `timing()` and `record_timing()`.
+
+    - `process_time_header`: its name, or None for none.
+    - `server_timing`: False for no Server-Timing header; `metric`, `description`: the name and
+      description of the total, `metric=None` to leave the total out; `precision`: decimals of
+      milliseconds in every `dur` (X-Process-Time gets the same resolution in seconds).
+    - `timing_allow_origin`: `Timing-Allow-Origin`, so pages on those origins can read the
+      metrics: "*", an origin, a list of origins, or a function of the request returning those or
+      None. Values a function returns that are not origins are left out.
+    - `enabled`: a function of the request; False leaves that request alone (Server-Timing shows
+      the inside of the app, so some show it to internal clients only).
+    - `include` / `exclude`: path patterns, as for `@app.middleware("http")`.
+
+    The headers are on error responses too, including the 500 Starlette renders when an endpoint
+    raises, in an app made with `starlette_mw.App` or passed to `starlette_mw.install()`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        process_time_header: str | None = "X-Process-Time",
+        server_timing: bool = True,
+        metric: str | None = "app",
+        description: str | None = None,
+        precision: int = 3,
+        timing_allow_origin: TimingAllowOrigin = None,
+        enabled: Callable[[Request], bool] | None = None,
+        include: PathPatterns = None,
+        exclude: PathPatterns = None,
+    ) -> None:
+        super().__init__(app, include=include, exclude=exclude)
+        if process_time_header is not None:
+            _check_token(process_time_header, "process_time_header")
+        if metric is not None:
+            _check_token(metric, "Server-Timing metric name")
+        _check_description(description, "description")
+        if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 6:
+            raise ValueError(
+                f"precision={precision!r} must be a whole number of decimals from 0 to 6 "
+                "(3, the default, gives microseconds)."
+            )
+        if process_time_header is None and not server_timing:
+            raise ValueError(
+                "TimingMiddleware with process_time_header=None and server_timing=False adds no header; "
+                "keep one of them, or remove the middleware."
+            )
+        if enabled is not None:
+            if not callable(enabled):
+                raise TypeError(f"enabled={enabled!r} is not callable; pass a function of the request, or None.")
+            _check_function(enabled, "enabled=")
+        self.enabled = enabled
+
+        self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
+        self._server_timing = server_timing
+        self._total = metric
+        self._total_description = f";desc={_quote(description)}" if description else ""
+        self._precision = precision
+
+        self._tao_function: Callable[[Request], Origins | None] | None = None
+        self._tao: bytes | None = None
+        if callable(timing_allow_origin):
+            _check_function(timing_allow_origin, "timing_allow_origin=")
+            self._tao_function = timing_allow_origin
+        elif timing_allow_origin is not None:
+            origins = _origin_list(timing_allow_origin, "timing_allow_origin=")
+            if not origins:
+                raise ValueError("timing_allow_origin=[] allows no origin; pass None (the default) to leave it out.")
+            self._tao = ", ".join(origins).encode("ascii")
+        # Headers this middleware sets rather than adds to; Server-Timing is a list and may repeat.
+        self._replaced = frozenset(
+            name for name in (self._process_time, b"timing-allow-origin" if timing_allow_origin else None) if name
+        )
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled is not None and not self.enabled(Request(scope)):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        metrics = scope[_SCOPE_KEY] = _Metrics(self._precision)
+        try:
+            await self.app(scope, receive, self._wrap(send, start, metrics, scope))
+        except Exception:
+            if not metrics.sent:
+                wrap_error_response(scope, lambda send: self._wrap(send, start, metrics, scope), type(self).__name__)
+            raise
+
+    def _wrap(self, send: Send, start: float, metrics: _Metrics, scope: Scope) -> Send:
+        return functools.partial(self._send, send=send, start=start, metrics=metrics, scope=scope)
+
+    async def _send(self, message: Message, send: Send, start: float, metrics: _Metrics, scope: Scope) -> None:
+        if message["type"] == "http.response.start" and not metrics.sent:
+            elapsed = time.perf_counter() - start
+            message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
+        await send(message)
+
+    def _timing_allow_origin(self, scope: Scope) -> bytes | None:
+        if self._tao_function is None:
+            return self._tao
+        value = self._tao_function(Request(scope))
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        elif not isinstance(value, Sequence):
+            raise TypeError(
+                f"timing_allow_origin function {self._tao_function!r} returned {value!r}; "
+                "it must return '*', an origin, a list of origins, or None."
+            )
+        # What the function returns may come from the request (its Origin header, say): keep only
+        # what is an origin, so nothing else can reach the header.
+        origins = [origin for origin in value if isinstance(origin, str) and (origin == "*" or is_origin(origin))]
+        return ", ".join(origins).encode("ascii") if origins else None
+
+    def _headers(self, raw: Any, elapsed: float, metrics: _Metrics, scope: Scope) -> list[tuple[bytes, bytes]]:
+        replaced = self._replaced
+        headers: list[tuple[bytes, bytes]] = [
+            (name, value) for name, value in raw if not replaced or name.lower() not in replaced
+        ]
+        if self._process_time is not None:
+            headers.append((self._process_time, f"{elapsed:.{self._precision + 3}f}".encode("ascii")))
+        entries = metrics.take()
+        if self._server_timing:
+            if self._total is not None:
+                entries.insert(0, f"{self._total};dur={elapsed * 1000:.{self._precision}f}{self._total_description}")
+            if entries:
+                headers.append((b"server-timing", ", ".join(entries).encode()))
+        timing_allow_origin = self._timing_allow_origin(scope)
+        if timing_allow_origin is not None:
+            headers.append((b"timing-allow-origin", timing_allow_origin))
+        return headers
