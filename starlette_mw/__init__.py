@@ -5,7 +5,7 @@ from starlette_mw.decorator import App, MiddlewareMixin, middleware
 from starlette_mw.describe import Stack, describe
 from starlette_mw.errors import install
 from starlette_mw.paths import PathFilter
-from starlette_mw.timing import Timer, TimingMiddleware, record_timing, timing
+from starlette_mw.timing import Timer, TimingAllowOrigin, TimingMiddleware, record_timing, timing
 
 __all__ = [
     "App",
@@ -16,6 +16,7 @@ __all__ = [
     "PathFilter",
     "Stack",
     "Timer",
+    "TimingAllowOrigin",
     "TimingMiddleware",
     "describe",
     "install",

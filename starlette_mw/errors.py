@@ -28,7 +28,7 @@ _SCOPE_KEY = "starlette_mw.error_response"
 _installed: weakref.WeakSet[Starlette] = weakref.WeakSet()
 
 logger = logging.getLogger("starlette_mw")
-_warned: set[str] = set()
+_warned: weakref.WeakSet[object] = weakref.WeakSet()
 
 
 class ErrorResponseLayer:
@@ -59,11 +59,12 @@ class ErrorResponseLayer:
         await self.app(scope, receive, send_response)
 
 
-def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: str) -> None:
+def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: object) -> None:
     """Have the response that goes out for this request after an exception pass through `wrap`.
 
     A middleware calls this when an exception escapes its app before the response started. Without
-    the layer (an app that is neither `App` nor installed), logs once per `owner` how to fix it.
+    the layer (an app that is neither `App` nor installed), logs once per `owner` (the middleware
+    instance) how to fix it.
     """
     wrappers: list[SendWrapper] | None = scope.get(_SCOPE_KEY)
     if wrappers is not None:
@@ -74,7 +75,7 @@ def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: str) -> None:
             "%s could not add its headers to the error response: Starlette sends its 500 from "
             "ServerErrorMiddleware, outside every middleware. Use starlette_mw.App, or call "
             "starlette_mw.install(app) before the app starts.",
-            owner,
+            type(owner).__name__,
         )
 
 

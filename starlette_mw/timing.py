@@ -26,8 +26,9 @@ from starlette_mw.paths import PathPatterns
 
 __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
 
-Origins: TypeAlias = "str | Sequence[str]"
-TimingAllowOrigin: TypeAlias = "Origins | Callable[[Request], Origins | None] | None"
+Origins: TypeAlias = str | Sequence[str]
+# What `timing_allow_origin=` takes: "*", an origin, a list of them, or a function of the request.
+TimingAllowOrigin: TypeAlias = Origins | Callable[[Request], Origins | None] | None
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -287,7 +288,7 @@ class TimingMiddleware(PlainMiddleware):
             _check_function(timing_allow_origin, "timing_allow_origin=")
             self._tao_function = timing_allow_origin
         elif timing_allow_origin is not None:
-            origins = _origin_list(timing_allow_origin, "timing_allow_origin=")
+            origins = _origin_list(timing_allow_origin, "timing_allow_origin")
             if not origins:
                 raise ValueError("timing_allow_origin=[] allows no origin; pass None (the default) to leave it out.")
             self._tao = ", ".join(origins).encode("ascii")
@@ -306,7 +307,7 @@ class TimingMiddleware(PlainMiddleware):
             await self.app(scope, receive, self._wrap(send, start, metrics, scope))
         except Exception:
             if not metrics.sent:
-                wrap_error_response(scope, lambda send: self._wrap(send, start, metrics, scope), type(self).__name__)
+                wrap_error_response(scope, lambda send: self._wrap(send, start, metrics, scope), self)
             raise
 
     def _wrap(self, send: Send, start: float, metrics: _Metrics, scope: Scope) -> Send:
