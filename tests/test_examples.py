@@ -44,3 +44,23 @@ def test_process_time_example_stack() -> None:
         "ExceptionMiddleware",
         "Router",
     )
+
+
+def test_timing_example_under_uvicorn(live_server: LiveServer) -> None:
+    from examples.timing import FRONT_END
+    from examples.timing import app as timing_app
+
+    with httpx.Client(base_url=live_server(timing_app)) as http:
+        users = http.get("/users", headers={"Origin": FRONT_END})
+        report = http.get("/report")
+
+    assert users.json() == ["alice", "bob"]
+    assert float(users.headers["X-Process-Time"]) > 0
+    [server_timing] = users.headers.get_list("Server-Timing")
+    assert server_timing.startswith("app;dur=")
+    assert ", db;dur=" in server_timing and server_timing.endswith(';desc="load users", cache;desc="miss"')
+    assert users.headers["Timing-Allow-Origin"] == FRONT_END
+    assert users.headers["Access-Control-Expose-Headers"] == "X-Process-Time, Server-Timing"
+
+    assert report.status_code == 500
+    assert report.headers["Server-Timing"].startswith("app;dur=")
