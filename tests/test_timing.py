@@ -641,12 +641,16 @@ def test_under_uvicorn_the_500_has_the_headers_and_the_error_is_logged(
     live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = App(routes=[Route("/boom", boom)], middleware=[Middleware(TimingMiddleware)])
-    base_url = live_server(app, log_config=None)  # uvicorn's logs propagate to caplog
+    base_url = live_server(app)
 
     def logged() -> bool:
         return any(record.exc_info and "endpoint failed" in str(record.exc_info[1]) for record in caplog.records)
 
-    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+    # uvicorn's own logging config stops its loggers from propagating to the root logger, where
+    # caplog listens; hand caplog's handler to the logger uvicorn reports application errors on.
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addHandler(caplog.handler)
+    try:
         response = httpx.get(base_url + "/boom")
         assert response.status_code == 500
         assert names(response) == ["app", "before"]
@@ -654,6 +658,8 @@ def test_under_uvicorn_the_500_has_the_headers_and_the_error_is_logged(
         deadline = time.monotonic() + 10
         while not logged() and time.monotonic() < deadline:
             time.sleep(0.01)
+    finally:
+        server_log.removeHandler(caplog.handler)
     assert logged()
 
 
