@@ -10,7 +10,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import Router
 
 
-def _name(layer: Any) -> str:
+def layer_name(layer: Any) -> str:
+    """The name `describe()` gives a layer: its class, or the function a `BaseHTTPMiddleware` dispatches to."""
     if isinstance(layer, BaseHTTPMiddleware) and getattr(layer, "dispatch_func", None) is not None:
         dispatch = layer.dispatch_func
         # A bound `dispatch` method names the class; a decorated function names itself.
@@ -57,7 +58,7 @@ def describe(app: Starlette) -> Stack:
     # Every Starlette middleware keeps the app it wraps in `.app`; follow that chain inwards.
     while layer is not None and id(layer) not in seen:
         seen.add(id(layer))
-        layers.append(_name(layer))
+        layers.append(layer_name(layer))
         if isinstance(layer, Router):
             break
         layer = getattr(layer, "app", None)

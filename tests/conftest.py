@@ -1,58 +1,22 @@
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
 if TYPE_CHECKING:
     from browser import Browser, TwoOrigins
+
+# The plugin's tests run pytest in a subprocess, as a user would. (The package's own plugin,
+# with `mw_client`, `mw_live_server` and the rest, loads through its entry point.)
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Async tests run on both of anyio's backends."""
     return str(request.param)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-LiveServer = Callable[[ASGIApp], str]
-
-
-@pytest.fixture
-def live_server() -> Iterator[LiveServer]:
-    """Start an app under a real uvicorn on a free loopback port; returns its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: ASGIApp, **config: object) -> str:
-        port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **config)  # type: ignore[arg-type]
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,16 +42,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def two_origins(browser: Browser, live_server: LiveServer) -> Iterator[TwoOrigins]:
+def two_origins(browser: Browser, mw_live_server: Callable[..., str]) -> Iterator[TwoOrigins]:
     """A page origin with a page loaded from it, and `serve(app)` for the app's origin."""
     from browser import TwoOrigins, page_app
 
     # Both servers listen on 127.0.0.1; the page is addressed by name, so that its origin differs
     # from the app's in host as well as port.
-    page_origin = live_server(page_app).replace("http://127.0.0.1:", "http://localhost:")
+    page_origin = mw_live_server(page_app).replace("http://127.0.0.1:", "http://localhost:")
     page = browser.new_page()
     try:
         page.goto(page_origin + "/")
-        yield TwoOrigins(serve=live_server, page=page, page_origin=page_origin)
+        yield TwoOrigins(serve=mw_live_server, page=page, page_origin=page_origin)
     finally:
         page.close()

@@ -36,7 +36,7 @@ LiveServer = Callable[[ASGIApp], str]
 
 
 class Gate:
-    """An event an app under `live_server` waits on, opened by a request to `open`.
+    """An event an app under `mw_live_server` waits on, opened by a request to `open`.
 
     The event is created on first use, so in the server's event loop.
     """
@@ -107,7 +107,7 @@ async def test_first_chunk_reaches_client_before_stream_ends(middleware: Middlew
     assert peer.body_sent == b"onetwo"
 
 
-def test_streaming_through_uvicorn(live_server: LiveServer) -> None:
+def test_streaming_through_uvicorn(mw_live_server: LiveServer) -> None:
     gate = Gate()
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -122,7 +122,7 @@ def test_streaming_through_uvicorn(live_server: LiveServer) -> None:
         routes=[Route("/stream", stream), Route("/release", gate.open)],
         middleware=[Middleware(HTTPMiddleware, dispatch=passthrough)],
     )
-    url = live_server(app)
+    url = mw_live_server(app)
     with httpx.Client(base_url=url) as client, client.stream("GET", "/stream") as response:
         chunks_in = response.iter_raw()
         assert next(chunks_in) == b"one"
@@ -265,7 +265,7 @@ def test_background_task_exception_propagates(anyio_backend: Backend, middleware
 
 
 @pytest.mark.parametrize("added_by", ["endpoint", "dispatch"])
-def test_background_task_runs_after_client_left_uvicorn(live_server: LiveServer, added_by: str) -> None:
+def test_background_task_runs_after_client_left_uvicorn(mw_live_server: LiveServer, added_by: str) -> None:
     ran = threading.Event()
     gate = Gate()
 
@@ -287,7 +287,7 @@ def test_background_task_runs_after_client_left_uvicorn(live_server: LiveServer,
         routes=[Route("/", hello), Route("/release", gate.open)],
         middleware=[Middleware(HTTPMiddleware, dispatch=dispatch)],
     )
-    url = live_server(app)
+    url = mw_live_server(app)
     with httpx.Client() as client:
         assert client.get(url).text == "hello"
     # The first client has hung up; only now may the background task go on.
@@ -500,7 +500,7 @@ async def test_endpoint_is_disconnected(middleware: Middlewares, endpoint_sees_d
     assert answers == [endpoint_sees_disconnect]
 
 
-def test_endpoint_notices_client_leaving_uvicorn(live_server: LiveServer) -> None:
+def test_endpoint_notices_client_leaving_uvicorn(mw_live_server: LiveServer) -> None:
     polling = threading.Event()
     noticed = threading.Event()
 
@@ -513,7 +513,7 @@ def test_endpoint_notices_client_leaving_uvicorn(live_server: LiveServer) -> Non
             await anyio.sleep(0.01)
         return Response()
 
-    url = live_server(HTTPMiddleware(app_of(wait_for_client_to_leave), passthrough))
+    url = mw_live_server(HTTPMiddleware(app_of(wait_for_client_to_leave), passthrough))
     with socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2]))) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         assert polling.wait(DEADLOCK)
@@ -793,8 +793,9 @@ async def test_debug_message_arrives_before_start(middleware: Middlewares) -> No
 def test_debug_message_reaches_test_client(anyio_backend: Backend, middleware: Middlewares) -> None:
     client = TestClient(middleware(debugging_endpoint, passthrough), backend=anyio_backend)
     response = client.get("/")
-    assert response.template == "page.html"
-    assert response.context == {"title": "Home"}
+    # TestClient adds these two attributes to the response it returns; no type declares them.
+    assert response.template == "page.html"  # type: ignore[attr-defined]
+    assert response.context == {"title": "Home"}  # type: ignore[attr-defined]
 
 
 # 7. Other scope types

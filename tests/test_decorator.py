@@ -530,7 +530,7 @@ async def test_include_applies_only_to_the_api_subtree() -> None:
 # Under a real server
 
 
-def test_under_uvicorn(live_server: LiveServer) -> None:
+def test_under_uvicorn(mw_live_server: LiveServer) -> None:
     log: list[str] = []
 
     async def stream(request: Request) -> Response:
@@ -551,7 +551,7 @@ def test_under_uvicorn(live_server: LiveServer) -> None:
         log.append("decorator out")
         return response
 
-    base_url = live_server(app)
+    base_url = mw_live_server(app)
     with httpx.Client(base_url=base_url) as http:
         response = http.get("/")
         streamed = http.get("/stream")

@@ -13,8 +13,8 @@ from starlette_mw import describe
 LiveServer = Callable[[ASGIApp], str]
 
 
-def test_process_time_example_under_uvicorn(live_server: LiveServer) -> None:
-    with httpx.Client(base_url=live_server(app)) as http:
+def test_process_time_example_under_uvicorn(mw_live_server: LiveServer) -> None:
+    with httpx.Client(base_url=mw_live_server(app)) as http:
         home = http.get("/", headers={"Accept-Encoding": "gzip"})
         health = http.get("/health", headers={"Accept-Encoding": "gzip"})
 
@@ -46,11 +46,11 @@ def test_process_time_example_stack() -> None:
     )
 
 
-def test_timing_example_under_uvicorn(live_server: LiveServer) -> None:
+def test_timing_example_under_uvicorn(mw_live_server: LiveServer) -> None:
     from examples.timing import FRONT_END
     from examples.timing import app as timing_app
 
-    with httpx.Client(base_url=live_server(timing_app)) as http:
+    with httpx.Client(base_url=mw_live_server(timing_app)) as http:
         users = http.get("/users", headers={"Origin": FRONT_END})
         report = http.get("/report")
 

@@ -360,7 +360,7 @@ class Gate:
 # Trap B, under a real server: 500 and a truncated chunked body.
 @pytest.mark.parametrize("middleware", MIDDLEWARES)
 def test_uvicorn_dispatch_streams_body_through_its_own_streaming_response(
-    live_server: LiveServer, middleware: Middlewares
+    mw_live_server: LiveServer, middleware: Middlewares
 ) -> None:
     async def upper(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
@@ -374,13 +374,13 @@ def test_uvicorn_dispatch_streams_body_through_its_own_streaming_response(
         return StreamingResponse(Chunks(b"one,", b"two"))
 
     app = Starlette(routes=[Route("/", endpoint)], middleware=[Middleware(middleware, dispatch=dispatch)])
-    url = live_server(app)
+    url = mw_live_server(app)
     assert httpx.get(url, timeout=DEADLOCK).content == b"ONE,TWO"
 
 
 # Trap A, under a real server: dispatch's background task never runs.
 @pytest.mark.parametrize("middleware", MIDDLEWARES)
-def test_uvicorn_dispatch_finishes_after_client_left(live_server: LiveServer, middleware: Middlewares) -> None:
+def test_uvicorn_dispatch_finishes_after_client_left(mw_live_server: LiveServer, middleware: Middlewares) -> None:
     gate = Gate()
     waiting = threading.Event()
     ran = threading.Event()
@@ -400,7 +400,7 @@ def test_uvicorn_dispatch_finishes_after_client_left(live_server: LiveServer, mi
         routes=[Route("/", endpoint), Route("/release", gate.release)],
         middleware=[Middleware(middleware, dispatch=dispatch)],
     )
-    url = live_server(app)
+    url = mw_live_server(app)
     with socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2]))) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         assert waiting.wait(DEADLOCK)
@@ -411,7 +411,7 @@ def test_uvicorn_dispatch_finishes_after_client_left(live_server: LiveServer, mi
 
 @pytest.mark.parametrize("middleware", MIDDLEWARES)
 def test_uvicorn_dispatch_reads_body_client_leaves_background_runs(
-    live_server: LiveServer, middleware: Middlewares
+    mw_live_server: LiveServer, middleware: Middlewares
 ) -> None:
     gate = Gate()
     ran = threading.Event()
@@ -446,7 +446,7 @@ def test_uvicorn_dispatch_reads_body_client_leaves_background_runs(
         routes=[Route("/", endpoint), Route("/release", gate.release)],
         middleware=[Middleware(middleware, dispatch=dispatch)],
     )
-    url = live_server(app)
+    url = mw_live_server(app)
     with socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2]))) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         assert first.wait(DEADLOCK)

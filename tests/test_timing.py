@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
@@ -22,20 +23,22 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
-from starlette.testclient import TestClient
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 import starlette_mw
 from starlette_mw import App, CallNext, HTTPMiddleware, TimingMiddleware, record_timing, timing
+from starlette_mw.testing import Response as HTTPResponse
 
 LiveServer = Callable[..., str]
+Client = Callable[..., Any]
 
 # One Server-Timing metric as the middleware writes it: name, optional dur, optional quoted desc.
 METRIC = re.compile(r'([^;,\s]+)(?:;dur=([0-9.]+))?(?:;desc="((?:[^"\\]|\\.)*)")?')
 
 
-def metrics(response: httpx.Response) -> list[tuple[str, float | None, str | None]]:
+def metrics(response: HTTPResponse) -> list[tuple[str, float | None, str | None]]:
     """The Server-Timing metrics of a response, parsed strictly: anything unexpected fails the test."""
     found = []
     for header in response.headers.get_list("server-timing"):
@@ -54,7 +57,7 @@ def metrics(response: httpx.Response) -> list[tuple[str, float | None, str | Non
     return found
 
 
-def names(response: httpx.Response) -> list[str]:
+def names(response: HTTPResponse) -> list[str]:
     return [name for name, _, _ in metrics(response)]
 
 
@@ -258,15 +261,14 @@ async def test_a_timed_block_that_raises_is_still_recorded() -> None:
     assert names(response) == ["app", "db"]
 
 
-def test_a_sync_endpoint_in_the_threadpool_records_metrics() -> None:
+def test_a_sync_endpoint_in_the_threadpool_records_metrics(mw_client: Client) -> None:
     def handler(request: Request) -> Response:
         with timing(request, "sync"):
             pass
         record_timing(request, "thread", 0.001)
         return PlainTextResponse(threading.current_thread().name)
 
-    with TestClient(timed_app(Middleware(TimingMiddleware), routes=[Route("/", handler)])) as http:
-        response = http.get("/")
+    response = mw_client(timed_app(Middleware(TimingMiddleware), routes=[Route("/", handler)])).get("/")
     assert response.text != threading.current_thread().name  # it did run in another thread
     assert [name for name, _, _ in metrics(response)] == ["app", "sync", "thread"]
 
@@ -392,12 +394,12 @@ async def test_descriptions_are_quoted_and_cannot_break_the_header() -> None:
     assert descriptions[8:] == ["comma, semicolon; equals=", None]
 
 
-def test_hostile_descriptions_on_the_wire_under_uvicorn(live_server: LiveServer) -> None:
+def test_hostile_descriptions_on_the_wire_under_uvicorn(mw_live_server: LiveServer) -> None:
     async def handler(request: Request) -> Response:
         record_timing(request, "evil", 0.001, request.query_params["d"])
         return PlainTextResponse("hello")
 
-    base_url = live_server(timed_app(Middleware(TimingMiddleware), routes=[Route("/", handler)]))
+    base_url = mw_live_server(timed_app(Middleware(TimingMiddleware), routes=[Route("/", handler)]))
     host, port = base_url.removeprefix("http://").split(":")
     request = b"GET /?d=a%0D%0AX-Injected:%20yes%0D%0A%0D%0Abody HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -561,18 +563,12 @@ async def test_enabled_decides_per_request() -> None:
     assert seen == ["/a", "/b"]
 
 
-@pytest.mark.anyio
-async def test_websockets_and_lifespan_pass_straight_through() -> None:
+def test_websockets_and_lifespan_pass_straight_through(mw_client: Client) -> None:
     started: list[str] = []
 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         started.append("up")
         yield
-
-    from contextlib import asynccontextmanager
-
-    from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocket
 
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -582,9 +578,9 @@ async def test_websockets_and_lifespan_pass_straight_through() -> None:
     app = App(
         routes=[WebSocketRoute("/ws", echo)],
         middleware=[Middleware(TimingMiddleware)],
-        lifespan=asynccontextmanager(lifespan),
+        lifespan=contextlib.asynccontextmanager(lifespan),
     )
-    with TestClient(app) as http, http.websocket_connect("/ws") as websocket:
+    with mw_client(app).websocket_connect("/ws") as websocket:
         websocket.send_text("ping")
         assert websocket.receive_text() == "ping"
     assert started == ["up"]
@@ -613,7 +609,7 @@ async def test_the_500_that_starlette_renders_has_the_headers(make_app: Callable
     assert response.headers["timing-allow-origin"] == "*"
 
 
-def test_the_apps_500_handler_runs_once_and_the_exception_still_reaches_the_server() -> None:
+def test_the_apps_500_handler_runs_once_and_the_exception_still_reaches_the_server(mw_client: Client) -> None:
     handled: list[str] = []
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -625,23 +621,22 @@ def test_the_apps_500_handler_runs_once_and_the_exception_still_reaches_the_serv
         middleware=[Middleware(TimingMiddleware)],
         exception_handlers={500: on_error},
     )
-    with TestClient(app, raise_server_exceptions=False) as http:
-        response = http.get("/boom")
+    response = mw_client(app, raise_server_exceptions=False).get("/boom")
     assert response.json() == {"error": "endpoint failed"}
     assert names(response) == ["app", "before"]
     assert handled == ["endpoint failed"]
 
     handled.clear()
-    with TestClient(app) as http, pytest.raises(RuntimeError, match="endpoint failed"):
-        http.get("/boom")
+    with pytest.raises(RuntimeError, match="endpoint failed"):
+        mw_client(app).get("/boom")
     assert handled == ["endpoint failed"]
 
 
 def test_under_uvicorn_the_500_has_the_headers_and_the_error_is_logged(
-    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+    mw_live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = App(routes=[Route("/boom", boom)], middleware=[Middleware(TimingMiddleware)])
-    base_url = live_server(app)
+    base_url = mw_live_server(app)
 
     def logged() -> bool:
         return any(record.exc_info and "endpoint failed" in str(record.exc_info[1]) for record in caplog.records)
@@ -742,7 +737,7 @@ async def test_an_error_after_the_response_started_keeps_the_headers_already_sen
 # Plain ASGI: streaming, background tasks, context variables, dispatch overrides
 
 
-def test_streaming_bodies_stream_and_the_header_measures_the_start(live_server: LiveServer) -> None:
+def test_streaming_bodies_stream_and_the_header_measures_the_start(mw_live_server: LiveServer) -> None:
     release = threading.Event()
     finished = threading.Event()
 
@@ -755,7 +750,7 @@ def test_streaming_bodies_stream_and_the_header_measures_the_start(live_server: 
 
         return StreamingResponse(body())
 
-    base_url = live_server(timed_app(Middleware(TimingMiddleware), routes=[Route("/", stream)]))
+    base_url = mw_live_server(timed_app(Middleware(TimingMiddleware), routes=[Route("/", stream)]))
     with httpx.stream("GET", base_url + "/", timeout=10) as response:
         # Headers and the first chunk arrive while the body is still waiting to be released.
         assert names(response) == ["app"]

@@ -1,0 +1,95 @@
+"""pytest fixtures for testing a middleware stack, loaded through the `pytest11` entry point.
+
+Every fixture name starts with `mw_`, so none clashes with a project's own `client`; turn the
+plugin off with `-p no:starlette_mw`. Clients, servers and tracers are built by factories, so a
+test can have several, and each is closed when the test ends. Importing this module imports
+neither uvicorn nor an HTTP client: they load when a fixture first needs them.
+
+    def test_redirect(mw_client):
+        client = mw_client(app)
+        assert_redirect(client.get("/old"), "/new", status=308)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from starlette_mw.tracing import Trace, trace
+
+__all__ = ["mw_async_client", "mw_client", "mw_live_server", "mw_trace"]
+
+
+@pytest.fixture
+def mw_client() -> Iterator[Callable[..., Any]]:
+    """`mw_client(app, *, raise_server_exceptions=True, follow_redirects=False, **options)`: a started TestClient.
+
+    The app's lifespan has run its startup; its shutdown runs when the test ends. Redirects are
+    not followed unless asked, so a test sees them. `raise_server_exceptions=False` gives the 500
+    a browser would get instead of the exception.
+    """
+    from starlette_mw._clients import test_client_class
+
+    test_client = test_client_class()
+    clients: list[Any] = []
+
+    def make(
+        app: ASGIApp, *, raise_server_exceptions: bool = True, follow_redirects: bool = False, **options: Any
+    ) -> Any:
+        client = test_client(
+            app, raise_server_exceptions=raise_server_exceptions, follow_redirects=follow_redirects, **options
+        )
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def mw_async_client() -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """`async with mw_async_client(app, **options) as client`: an httpx AsyncClient on ASGITransport.
+
+    Same options as `mw_client`; the app's lifespan runs around the block (`run_lifespan=False`
+    to skip it). Uses httpx2 when installed, as Starlette's TestClient does, otherwise httpx.
+    """
+    from starlette_mw._clients import async_client
+
+    return async_client
+
+
+@pytest.fixture
+def mw_live_server() -> Iterator[Callable[..., str]]:
+    """`mw_live_server(app, **uvicorn_options) -> base URL`: the app under real uvicorn on loopback.
+
+    Stops when the test ends, as uvicorn does on Ctrl-C (requests in flight finish, lifespan
+    shutdown runs). Fails with the reason if uvicorn cannot start.
+    """
+    from starlette_mw._live import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def start(app: ASGIApp, **options: Any) -> str:
+        server = LiveServer(app, **options)
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in reversed(servers):
+        server.stop()
+
+
+@pytest.fixture
+def mw_trace() -> Callable[[Starlette], Trace]:
+    """`mw_trace(app) -> Trace`: records the order of the app's middleware layers per request.
+
+    Call it before the app's first request; `trace.last` is the latest request's order.
+    """
+    return trace
