@@ -98,6 +98,8 @@ class PathRule:
         if not isinstance(rule.if_not_found, bool):
             raise TypeError(f"{where}: if_not_found={rule.if_not_found!r} must be True or False.")
         self.if_not_found = rule.if_not_found
+        if rule.port is not None:
+            raise ValueError(f"{where}: port={rule.port!r} is for scheme rules only; put a port in an absolute target.")
 
     def match(self, path: str, method: str | None, query_string: bytes) -> dict[str, str] | None:
         if self.methods is not None and method is not None and method not in self.methods:
