@@ -66,6 +66,8 @@ def _message(table: RuleTable, states: list[tuple[str, str, str]], hops: list[De
     chain = show(states[0])
     for state, decision in zip(states[1:], hops, strict=True):
         by = f"rule {decision.rule}" if decision.rule >= 0 else f"trailing_slash={table.trailing_slash!r}"
+        if decision.via_slash:
+            by = f"trailing_slash={table.trailing_slash!r}, then rule {decision.rule}"
         chain += f" -> ({by}) {show(state)}"
     first = next((decision.rule for decision in hops if decision.rule >= 0), 0)
     what = "redirect in a loop" if looped else f"keep redirecting (more than {MAX_HOPS} hops)"

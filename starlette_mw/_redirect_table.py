@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, quote, quote_from_bytes, urlencode
 
 from starlette.routing import compile_path
@@ -53,6 +53,7 @@ class Decision:
     if_not_found: bool = False
     check_route: bool = False
     rule: int = -1  # the rule's index; -1 for the trailing-slash policy
+    via_slash: bool = False  # the rule matched the path with its trailing slash added or stripped
 
 
 class PathRule:
@@ -293,7 +294,14 @@ class RuleTable:
         return index, f"{scheme}://{name}" + (f":{port}" if port else ""), statuses
 
     def decide(
-        self, method: str | None, scheme: str, host: str | None, path: str, root_path: str, query_string: bytes
+        self,
+        method: str | None,
+        scheme: str,
+        host: str | None,
+        path: str,
+        root_path: str,
+        query_string: bytes,
+        slash: bool = True,
     ) -> Decision | None:
         """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule."""
         origin = self.origin(scheme, host) if self.has_origin_rules else None
@@ -315,7 +323,7 @@ class RuleTable:
             index, new_origin, statuses = origin
             location = new_origin + quote(root_path + path, safe=PATH_SAFE) + _query("", query_string)
             return Decision(statuses[0 if get else 1], location, rule=index)
-        if self.trailing_slash is None or path == "/":
+        if self.trailing_slash is None or path == "/" or not slash:
             return None
         if self.trailing_slash == "append":
             if path.endswith("/"):
@@ -325,6 +333,10 @@ class RuleTable:
             other = path.rstrip("/") or "/"
         else:
             return None
+        # A rule for the other form answers at once: one redirect rather than two.
+        ruled = self.decide(method, scheme, host, other, root_path, query_string, slash=False)
+        if ruled is not None and not ruled.if_not_found:
+            return replace(ruled, via_slash=True)
         location = quote(root_path + other, safe=PATH_SAFE) + _query("", query_string)
         if not SAFE_RELATIVE.fullmatch(location.partition("?")[0]):
             return None

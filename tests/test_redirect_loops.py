@@ -30,11 +30,11 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
         ([Redirect(re.compile(r"/u/.*"), "/u/me")], {}, "redirect in a loop: /u/me -> (rule 0) /u/me"),
         ([Redirect(re.compile(r"/a/(\d+)"), "/a/{1}")], {}, "/a/1 -> (rule 0) /a/1"),
         ([Redirect("/search", "/search?q={?q}")], {}, "/search -> (rule 0) /search"),
-        ([Redirect("/a/", "/a")], {"trailing_slash": "append"}, "/a -> (trailing_slash='append') /a/ -> (rule 0) /a"),
+        ([Redirect("/a/", "/a")], {"trailing_slash": "append"}, "/a -> (trailing_slash='append', then rule 0) /a;"),
         (
             [Redirect("/a", "/a/")],
             {"trailing_slash": "strip", "trailing_slash_if_route": True},
-            "/a -> (rule 0) /a/ -> (trailing_slash='strip') /a;",
+            "/a -> (rule 0) /a/ -> (trailing_slash='strip', then rule 0) /a/;",
         ),
         (
             [Redirect.host("a.example", "b.example"), Redirect.host("b.example", "a.example")],

@@ -200,8 +200,7 @@ def test_httpx_follows_redirects_under_uvicorn(live_server: LiveServer) -> None:
         assert moved.text == "GET /new?a=1 b''"
         assert [(r.status_code, r.headers["location"]) for r in moved.history] == [
             (301, f"http://localhost:{port}/old/?a=1"),
-            (301, "/old?a=1"),
-            (301, "/new?a=1"),
+            (301, "/new?a=1"),  # the slash stripped and the rule applied in one redirect
         ]
         posted = http.post("/old", content=b"body", follow_redirects=True)
         assert posted.text == "POST /new? b'body'"
@@ -233,7 +232,7 @@ def test_curl_follows_redirects_under_uvicorn(live_server: LiveServer) -> None:
     )
     body, effective = result.stdout.rsplit("\n", 1)
     assert body == "GET /posts/hello world?x=1 b''"
-    assert effective == f"http://localhost:{port}/posts/hello%20world?x=1 3"
+    assert effective == f"http://localhost:{port}/posts/hello%20world?x=1 2"
 
 
 @pytest.mark.browser

@@ -323,6 +323,14 @@ async def test_trailing_slash(policy: Any, path: str, location: str | None) -> N
     assert (await call(app, path, query=b"a=1")).location == (location and location + "?a=1")
 
 
+async def test_a_rule_for_the_other_form_answers_in_one_hop() -> None:
+    app = make_app(Redirect("/old", "/new"), Redirect("/blog/{slug}/", "/posts/{slug}"), trailing_slash="strip")
+    assert (await call(app, "/old/", query=b"a=1")).location == "/new?a=1"
+    assert (await call(app, "/blog/x/")).location == "/posts/x"
+    appending = make_app(Redirect("/blog/{slug}/", "/posts/{slug}"), trailing_slash="append")
+    assert (await call(appending, "/blog/x")).location == "/posts/x"
+
+
 async def test_trailing_slash_if_route() -> None:
     routes = [Route("/with/", echo), Route("/without", echo), Route("/users/{id:int}/", echo)]
     app = make_app(routes=routes, trailing_slash="append", trailing_slash_if_route=True)
