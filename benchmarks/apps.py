@@ -8,6 +8,7 @@ variant is the baseline the others are measured against.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware
+from starlette_mw import CallNext, HTTPMiddleware, Redirect, RedirectMiddleware, TimingMiddleware
 
 __all__ = [
     "ORIGIN",
@@ -30,6 +31,8 @@ __all__ = [
     "base_http_middleware",
     "http_middleware",
     "http_middleware_excluded",
+    "redirects_10",
+    "redirects_10000",
     "starlette_cors",
     "timing",
 ]
@@ -83,6 +86,33 @@ def timing() -> Starlette:
     return _app(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
 
 
+def redirect_rules(count: int) -> list[Redirect]:
+    """`count` rules of every path kind, none of which matches `/`: like a site's legacy URLs.
+
+    Of each ten: six exact paths, two Starlette paths and two regexes, spread over as many first
+    path segments as there are rules (a site with 10,000 legacy URLs has many sections).
+    """
+    rules: list[Redirect] = []
+    for number in range(count):
+        section = f"s{number // 10}"
+        kind = number % 10
+        if kind < 6:
+            rules.append(Redirect(f"/{section}/page-{number}.html", f"/new/{section}/{number}"))
+        elif kind < 8:
+            rules.append(Redirect(f"/{section}/{{slug}}/{number}", f"/new/{section}/{{slug}}/{number}"))
+        else:
+            rules.append(Redirect(re.compile(rf"/{section}/(\d+)-{number}"), f"/new/{section}/{{1}}/{number}"))
+    return rules
+
+
+def redirects_10() -> Starlette:
+    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10)))
+
+
+def redirects_10000() -> Starlette:
+    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10_000)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Variant:
     """One row of a benchmark table: a label and the factory that builds its app."""
@@ -103,4 +133,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="HTTPMiddleware, path excluded", factory=http_middleware_excluded),
     Variant(label="CORSMiddleware (Starlette)", factory=starlette_cors),
     Variant(label="TimingMiddleware", factory=timing),
+    Variant(label="RedirectMiddleware, 10 rules", factory=redirects_10),
+    Variant(label="RedirectMiddleware, 10,000 rules", factory=redirects_10000),
 )

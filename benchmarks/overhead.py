@@ -45,6 +45,12 @@ class RatioCheck:
 CHECKS: tuple[RatioCheck, ...] = (
     RatioCheck(numerator="HTTPMiddleware", denominator="BaseHTTPMiddleware", target=Fraction(1, 6)),
     RatioCheck(numerator="TimingMiddleware", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)),
+    RatioCheck(
+        numerator="RedirectMiddleware, 10 rules", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)
+    ),
+    RatioCheck(
+        numerator="RedirectMiddleware, 10,000 rules", denominator="RedirectMiddleware, 10 rules", target=Fraction(3, 2)
+    ),
 )
 
 _HEADERS: tuple[tuple[bytes, bytes], ...] = (

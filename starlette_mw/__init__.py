@@ -5,6 +5,7 @@ from starlette_mw.decorator import App, MiddlewareMixin, middleware
 from starlette_mw.describe import Stack, describe
 from starlette_mw.errors import install
 from starlette_mw.paths import PathFilter
+from starlette_mw.redirects import Redirect, RedirectMiddleware, load_redirects
 from starlette_mw.timing import Timer, TimingAllowOrigin, TimingMiddleware, record_timing, timing
 
 __all__ = [
@@ -14,12 +15,15 @@ __all__ = [
     "HTTPMiddleware",
     "MiddlewareMixin",
     "PathFilter",
+    "Redirect",
+    "RedirectMiddleware",
     "Stack",
     "Timer",
     "TimingAllowOrigin",
     "TimingMiddleware",
     "describe",
     "install",
+    "load_redirects",
     "middleware",
     "record_timing",
     "timing",

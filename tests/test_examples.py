@@ -64,3 +64,19 @@ def test_timing_example_under_uvicorn(mw_live_server: LiveServer) -> None:
 
     assert report.status_code == 500
     assert report.headers["Server-Timing"].startswith("app;dur=")
+
+
+def test_redirects_example_under_uvicorn(mw_live_server: LiveServer) -> None:
+    from examples.redirects import app as redirects_app
+
+    with httpx.Client(base_url=mw_live_server(redirects_app)) as http:
+        post = http.get("/blog/hello/", follow_redirects=True)
+        assert post.text == "post hello"
+        assert [r.headers["location"] for r in post.history] == ["/posts/hello"]  # one hop
+        assert http.get("/index.html").headers["location"] == "/"
+        assert http.get("/old-feed.xml").status_code == 410
+        tutorial = http.get("/api/batch/class_based/", params={"question": "why"}, follow_redirects=True)
+        assert tutorial.json() == {"q": "why", "user": "unknown"}
+        assert tutorial.history[0].headers["location"] == "/redirected_endpoint?q=why&user=unknown"
+        assert http.get("/", headers={"Host": "www.localhost:8000"}).headers["location"] == "http://localhost:8000/"
+        assert http.get("/nowhere/").status_code == 404  # no route there, so no slash redirect

@@ -1,0 +1,74 @@
+"""The loop check a `RedirectMiddleware` runs on its rules when it is built.
+
+It follows redirects the way a client would, through the middleware's own decision code, from
+every place a rule starts or ends: the sample path of each exact or Starlette-path source, the
+target of each rule rendered with sample values, '/' on each configured host. Every condition
+counts as met (any method, the app answering 404, a trailing-slash target route existing), so
+what it reports can happen. What it cannot see: a regex source that matches only values other
+than the samples ('1' for a group, 'x' for a query parameter), and redirects the app itself sends.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from starlette_mw._redirect_table import Decision, RuleTable
+
+MAX_HOPS = 10
+
+
+def check_loops(table: RuleTable) -> None:
+    """Raise ValueError, naming the first rule involved, if the rules can redirect a client in a loop."""
+    starts: set[str] = set()
+    for rule in table.path_rules:
+        if rule.sample is not None:
+            starts.add(rule.sample)
+        if rule.template is not None:
+            rendered = rule.template.render(dict.fromkeys(rule.template.groups, "1"), {}, sample=True) or ""
+            starts.add(unquote(urlsplit(rendered).path))
+    if table.has_origin_rules:
+        starts.add("/")
+    hosts = sorted(table.hosts) or ["localhost"]
+    schemes = ("http", "https") if table.has_origin_rules else ("http",)
+    for path in sorted(starts):
+        if path.startswith("/"):
+            for host in hosts:
+                for scheme in schemes:
+                    _follow(table, scheme, host, path)
+
+
+def _follow(table: RuleTable, scheme: str, host: str, path: str) -> None:
+    state = (scheme, host, path)
+    seen = [state]
+    hops: list[Decision] = []
+    while True:
+        decision = table.decide(None, *state, "", b"")
+        if decision is None or decision.location is None:
+            return
+        location = decision.location
+        if location.startswith("/"):
+            state = (state[0], state[1], unquote(location.partition("?")[0]))
+        else:
+            url = urlsplit(location)
+            if url.hostname not in table.hosts:
+                return  # another site's business
+            state = (url.scheme, url.netloc, unquote(url.path))
+        hops.append(decision)
+        if state in seen or len(hops) > MAX_HOPS:
+            raise ValueError(_message(table, [*seen, state], hops, looped=state in seen))
+        seen.append(state)
+
+
+def _message(table: RuleTable, states: list[tuple[str, str, str]], hops: list[Decision], *, looped: bool) -> str:
+    def show(state: tuple[str, str, str]) -> str:
+        return f"{state[0]}://{state[1]}{state[2]}" if table.has_origin_rules else state[2]
+
+    chain = show(states[0])
+    for state, decision in zip(states[1:], hops, strict=True):
+        by = f"rule {decision.rule}" if decision.rule >= 0 else f"trailing_slash={table.trailing_slash!r}"
+        if decision.via_slash:
+            by = f"trailing_slash={table.trailing_slash!r}, then rule {decision.rule}"
+        chain += f" -> ({by}) {show(state)}"
+    first = next((decision.rule for decision in hops if decision.rule >= 0), 0)
+    what = "redirect in a loop" if looped else f"keep redirecting (more than {MAX_HOPS} hops)"
+    return f"Redirect rule {first}: the rules {what}: {chain}; change a target, or remove a rule."

@@ -1,0 +1,258 @@
+"""`Redirect`, the rule value object, and what a rule becomes once checked: a matcher and a target."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+from urllib.parse import quote, urlsplit
+
+from starlette.routing import compile_path
+
+Status: TypeAlias = "int | Literal['permanent', 'temporary']"
+QueryMode: TypeAlias = "Literal['keep', 'drop', 'merge']"
+Kind: TypeAlias = "Literal['path', 'host', 'scheme']"
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+GONE = 410
+# (status for GET and HEAD, status for other methods): 301 and 302 let clients turn a POST into a
+# GET (RFC 9110 section 15.4.2), 308 and 307 keep the method and body.
+NAMED_STATUSES: dict[str, tuple[int, int]] = {"permanent": (301, 308), "temporary": (302, 307)}
+QUERY_MODES = ("keep", "drop", "merge")
+
+# A placeholder of a target: `{name}` or `{1}` (a captured group), `{?name}` or `{?name=default}`
+# (a query parameter of the request).
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+# What may stand in a target as written: printable ASCII other than space, '#', '{', '}', '\'.
+_LITERAL = re.compile(r"[!-~]*")
+# Safe characters of a path segment (RFC 3986 pchar, plus '/') and of a query component.
+PATH_SAFE = "/:@!$&'()*+,;="
+# A host name or an IP address, with an optional port (RFC 3986 section 3.2.2), lowercase.
+HOST = re.compile(
+    r"(?P<name>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """One redirect rule. In `RedirectMiddleware(rules=[...])` the first rule that matches wins.
+
+        Redirect("/old", "/new")                                  # an exact path
+        Redirect("/blog/{slug}", "/posts/{slug}")                 # Starlette path syntax
+        Redirect("/docs/{rest:path}", "/manual/{rest}", status=302)
+        Redirect(re.compile(r"/u/(?P<id>\\d+)"), "/users/{id}")    # a regex, matching the whole path
+        Redirect("/search", "/find?q={?term}", query="drop")      # a query parameter of the request
+        Redirect("/retired", status=410)                          # 410 Gone
+        Redirect("/maybe", "/elsewhere", if_not_found=True)       # only where the app answers 404
+        Redirect.host("www.example.com", "example.com")           # path and query kept
+        Redirect.scheme("https", port=8443)                       # http to https
+
+    A target is a path (`/new`, sent as a relative Location) or an absolute http(s) URL, which then
+    names the only host it may send clients to. `{name}` / `{1}` put a captured value into the
+    target, `{?name}` a query parameter of the request (without `=default`, a request lacking it
+    does not match); values are percent-encoded. `query`: "keep" (the request's query string
+    follows the target's own), "drop", or "merge" (the target's parameters replace the request's
+    of the same name). `status`: 301, 302, 303, 307, 308, "permanent" (301 for GET and HEAD, 308
+    otherwise), "temporary" (302 / 307), or None for the middleware's default. `methods` limits
+    the rule to some methods (GET brings HEAD). Rules are checked when the middleware is built.
+    """
+
+    source: str | re.Pattern[str]
+    target: str | None = None
+    status: Status | None = field(default=None, kw_only=True)
+    query: QueryMode = field(default="keep", kw_only=True)
+    methods: Iterable[str] | None = field(default=None, kw_only=True)
+    if_not_found: bool = field(default=False, kw_only=True)
+    kind: Kind = field(default="path", kw_only=True)
+    port: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        # Stored as a frozenset so that rules compare and hash by value, whatever was passed.
+        if self.methods is not None and not isinstance(self.methods, str | frozenset):
+            object.__setattr__(self, "methods", frozenset(self.methods))
+
+    @classmethod
+    def host(cls, source: str, target: str, *, status: Status | None = None) -> Redirect:
+        """Requests for host `source` go to host `target` (which may carry a port), path and query kept."""
+        return cls(source, target, status=status, kind="host")
+
+    @classmethod
+    def scheme(cls, target: str = "https", *, port: int | None = None, status: Status | None = None) -> Redirect:
+        """Requests on the other scheme go to `target` ("https" or "http") on the same host, or on `port`."""
+        return cls("http" if target == "https" else "https", target, status=status, kind="scheme", port=port)
+
+    def describe(self) -> str:
+        source = self.source.pattern if isinstance(self.source, re.Pattern) else self.source
+        return f"{source!r} -> {self.target!r}" if self.target is not None else f"{source!r} -> {self.status}"
+
+
+class Template:
+    """A checked target: literal text and placeholders, rendered with values percent-encoded."""
+
+    __slots__ = ("groups", "origin", "params", "parts")
+
+    def __init__(self, target: str, where: str) -> None:
+        if "#" in target:
+            raise ValueError(
+                f"{where}: target {target!r} has a '#'; a fragment is left to the client, so drop it from the target."
+            )
+        pieces: list[tuple[str, str, str, str | None]] = []
+        end = 0
+        for match in _PLACEHOLDER.finditer(target):
+            pieces.append((target[end : match.start()], *_placeholder(match.group(1), target, where)))
+            end = match.end()
+        tail = target[end:]
+        for literal in [piece[0] for piece in pieces] + [tail]:
+            if "{" in literal or "}" in literal or "\\" in literal or not _LITERAL.fullmatch(literal):
+                raise ValueError(
+                    f"{where}: target {target!r} holds a stray brace, a backslash, a space or a character outside "
+                    "printable ASCII; write placeholders as {name} or {?param} and percent-encode the rest."
+                )
+        self.origin = ""
+        if not target.startswith("/"):
+            url = urlsplit(target.split("{", 1)[0])
+            if url.scheme not in ("http", "https") or HOST.fullmatch(url.netloc) is None or not url.path:
+                raise ValueError(
+                    f"{where}: target {target!r} is neither a path starting with '/' nor an absolute http(s) URL "
+                    "with a lowercase host and a path; use '/new' or 'https://example.com/new'."
+                )
+            self.origin = f"{url.scheme}://{url.netloc}"
+        elif target.startswith(("//", "/\\")):
+            raise ValueError(
+                f"{where}: target {target!r} starts with '//', which clients read as another host; "
+                "use one '/' for a path, or an absolute URL such as 'https://example.com/'."
+            )
+        # (literal, "group" or "param", name, whether in the query part): the part decides the encoding.
+        self.parts: list[tuple[str, str, str, bool]] = []
+        self.groups: set[str] = set()
+        self.params: dict[str, str | None] = {}
+        in_query = False
+        for literal, kind, name, default in pieces:
+            in_query = in_query or "?" in literal
+            self.parts.append((literal, kind, name, in_query))
+            if kind == "group":
+                self.groups.add(name)
+            else:
+                self.params[name] = default
+        self.parts.append((tail, "", "", in_query))
+
+    def render(self, groups: Mapping[str, str], query: Mapping[str, str], *, sample: bool = False) -> str | None:
+        """The target with values filled in, or None when a query parameter without a default is missing.
+
+        `sample=True` (the loop check) fills a missing parameter with a sample value instead.
+        """
+        out: list[str] = []
+        for literal, kind, name, in_query in self.parts:
+            out.append(literal)
+            if kind == "group":
+                value = groups.get(name) or ""
+            elif kind == "param":
+                found = query.get(name, self.params[name])
+                if found is None:
+                    if not sample:
+                        return None
+                    found = "x"
+                value = found
+            else:
+                continue
+            out.append(quote(value, safe="" if in_query else PATH_SAFE))
+        return "".join(out)
+
+
+def _placeholder(inside: str, target: str, where: str) -> tuple[str, str, str | None]:
+    """(kind, name, default) of the text inside one pair of braces."""
+    if inside.startswith("?"):
+        name, equals, default = inside[1:].partition("=")
+        if name and _LITERAL.fullmatch(name) and "&" not in name and "=" not in name:
+            return "param", name, default if equals else None
+    elif _GROUP_NAME.fullmatch(inside):
+        return "group", inside, None
+    raise ValueError(
+        f"{where}: target {target!r} has the placeholder {{{inside}}}; use {{name}} or {{1}} for a captured "
+        "group, {?name} or {?name=default} for a query parameter."
+    )
+
+
+def compile_source(source: object, where: str) -> tuple[str | None, re.Pattern[str] | None, frozenset[str]]:
+    """(exact path or None, regex or None, the group names the source defines)."""
+    if isinstance(source, re.Pattern):
+        if not isinstance(source.pattern, str):
+            raise TypeError(f"{where}: source {source!r} is a bytes regular expression; compile a str pattern.")
+        numbers = {str(number) for number in range(1, source.groups + 1)}
+        return None, source, frozenset(source.groupindex) | numbers
+    if not isinstance(source, str):
+        raise TypeError(
+            f"{where}: source {source!r} has type {type(source).__name__}; use a path such as '/old', "
+            "a Starlette path such as '/blog/{slug}', or a compiled regular expression."
+        )
+    if not source.startswith("/"):
+        raise ValueError(f"{where}: source {source!r} must start with '/', as in '/{source.lstrip('/')}'.")
+    if "{" not in source:
+        return source, None, frozenset()
+    try:
+        regex, _, convertors = compile_path(source)
+    except (AssertionError, KeyError, ValueError) as exc:  # Starlette asserts on an unknown convertor
+        raise ValueError(
+            f"{where}: source {source!r} is not a valid Starlette path ({exc}); name each parameter once "
+            "and use a known convertor, as in '/users/{id:int}'."
+        ) from None
+    # fullmatch rather than Starlette's '^...$', whose '$' would also match before a final newline.
+    body = regex.pattern.removeprefix("^").removesuffix("$")
+    return None, re.compile(body), frozenset(convertors)
+
+
+def check_host(value: object, where: str) -> str:
+    if not isinstance(value, str) or HOST.fullmatch(value.lower()) is None:
+        raise ValueError(
+            f"{where}: {value!r} is not a host name; use a name such as 'example.com' (a port is allowed in a "
+            "target: 'example.com:8443')."
+        )
+    return value.lower()
+
+
+def check_status(status: object, where: str, *, gone_allowed: bool) -> tuple[int, int]:
+    """(status for GET and HEAD, status for other methods)."""
+    if isinstance(status, str) and status in NAMED_STATUSES:
+        return NAMED_STATUSES[status]
+    if isinstance(status, int) and not isinstance(status, bool):
+        if status in REDIRECT_STATUSES or (gone_allowed and status == GONE):
+            return status, status
+    allowed = "301, 302, 303, 307, 308, 'permanent' or 'temporary'" + (
+        ", or 410 without a target" if gone_allowed else ""
+    )
+    raise ValueError(f"{where}: status {status!r} is not a redirect status; use {allowed}.")
+
+
+_KEYS = ("source", "regex", "target", "status", "query", "methods", "if_not_found", "kind", "port")
+
+
+def redirect_from_dict(data: object, where: str) -> Redirect:
+    """A `Redirect` from a dict of its options; `regex` in place of `source` gives a regular expression."""
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"{where}: {data!r} is a {type(data).__name__}, not a table of options such as "
+            "{'source': '/old', 'target': '/new'}."
+        )
+    for key in data:
+        if key not in _KEYS:
+            raise ValueError(f"{where}: key {key!r} is not a Redirect option; use {', '.join(_KEYS)}.")
+    options = dict(data)
+    if ("source" in options) == ("regex" in options):
+        raise ValueError(f"{where}: give exactly one of the keys 'source' (a path) and 'regex' (a regular expression).")
+    if "regex" in options:
+        pattern = options.pop("regex")
+        if not isinstance(pattern, str):
+            raise TypeError(f"{where}: key 'regex' holds {pattern!r}; use a string.")
+        try:
+            options["source"] = re.compile(pattern)
+        except re.error as error:
+            raise ValueError(
+                f"{where}: key 'regex' holds {pattern!r}, which is not a regular expression ({error})."
+            ) from None
+    source, target = options.pop("source"), options.pop("target", None)
+    if "methods" in options and isinstance(options["methods"], str):
+        options["methods"] = [options["methods"]]
+    return Redirect(source, target, **options)

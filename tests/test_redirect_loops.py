@@ -1,0 +1,78 @@
+"""Rule sets that would redirect a client in a loop are refused when the middleware is built."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+
+from starlette_mw import Redirect, RedirectMiddleware
+
+
+def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
+    return RedirectMiddleware(Starlette(), rules=list(rules), **options)
+
+
+@pytest.mark.parametrize(
+    ("rules", "options", "message"),
+    [
+        ([Redirect("/a", "/a")], {}, "Redirect rule 0: the rules redirect in a loop: /a -> (rule 0) /a;"),
+        (
+            [Redirect("/x", "/y"), Redirect("/a", "/b"), Redirect("/b", "/a")],
+            {},
+            "Redirect rule 1: the rules redirect in a loop: /a -> (rule 1) /b -> (rule 2) /a;",
+        ),
+        ([Redirect("/a", "/b"), Redirect("/b", "/c"), Redirect("/c", "/a")], {}, "/a -> (rule 0) /b -> (rule 1) /c"),
+        ([Redirect("/blog/{slug}", "/blog/{slug}")], {}, "redirect in a loop: /blog/1 -> (rule 0) /blog/1"),
+        ([Redirect("/docs/{rest:path}", "/docs/v2/{rest}")], {}, "keep redirecting (more than 10 hops)"),
+        ([Redirect(re.compile(r"/u/.*"), "/u/me")], {}, "redirect in a loop: /u/me -> (rule 0) /u/me"),
+        ([Redirect(re.compile(r"/a/(\d+)"), "/a/{1}")], {}, "/a/1 -> (rule 0) /a/1"),
+        ([Redirect("/search", "/search?q={?q}")], {}, "/search -> (rule 0) /search"),
+        ([Redirect("/a/", "/a")], {"trailing_slash": "append"}, "/a -> (trailing_slash='append', then rule 0) /a;"),
+        (
+            [Redirect("/a", "/a/")],
+            {"trailing_slash": "strip", "trailing_slash_if_route": True},
+            "/a -> (rule 0) /a/ -> (trailing_slash='strip', then rule 0) /a/;",
+        ),
+        (
+            [Redirect.host("a.example", "b.example"), Redirect.host("b.example", "a.example")],
+            {},
+            "http://a.example/ -> (rule 0) http://b.example/ -> (rule 1) http://a.example/",
+        ),
+        (
+            [Redirect.scheme("https"), Redirect("/a", "http://example.com/a")],
+            {"hosts": ["example.com"]},
+            "http://example.com/a -> (rule 0) https://example.com/a -> (rule 1) http://example.com/a;",
+        ),
+        (
+            [Redirect.scheme("http"), Redirect.scheme("https")],
+            {"hosts": ["example.com"]},
+            "http://example.com/ -> (rule 1) https://example.com/ -> (rule 0) http://example.com/",
+        ),
+        ([Redirect("/{page:path}", "/p/{page}", if_not_found=True)], {}, "keep redirecting"),
+    ],
+)
+def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        build(*rules, **options)
+    assert message in str(raised.value)
+    assert str(raised.value).endswith("; change a target, or remove a rule.")
+
+
+@pytest.mark.parametrize(
+    ("rules", "options"),
+    [
+        ([Redirect("/a", "/b"), Redirect("/b", "/c")], {}),  # a chain, not a loop
+        ([Redirect("/a/", "/a")], {"trailing_slash": "strip"}),
+        ([Redirect("/blog/{slug}", "/posts/{slug}"), Redirect("/posts", "/blog")], {}),
+        ([Redirect(re.compile(r"/u/(\d+)"), "/users/{1}")], {}),
+        ([Redirect.scheme("https"), Redirect.host("www.example.com", "example.com")], {"hosts": ["example.com"]}),
+        ([Redirect.scheme("https"), Redirect("/a", "https://example.com/b")], {"hosts": ["example.com"]}),
+        ([Redirect("/a", "http://other.example/a")], {}),  # another site's redirects are its own business
+        ([Redirect("/{page}", "/p/{page}", if_not_found=True)], {}),  # '/p/x' has two segments
+    ],
+)
+def test_rule_sets_without_loops_are_accepted(rules: list[Redirect], options: dict[str, Any]) -> None:
+    build(*rules, **options)
