@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware
+from starlette_mw import CORSMiddleware as CORSMiddlewareMW
 
 __all__ = [
     "ORIGIN",
@@ -30,6 +31,7 @@ __all__ = [
     "base_http_middleware",
     "http_middleware",
     "http_middleware_excluded",
+    "mw_cors",
     "starlette_cors",
     "timing",
 ]
@@ -79,6 +81,11 @@ def starlette_cors() -> Starlette:
     return _app(Middleware(CORSMiddleware, allow_origins=[ORIGIN]))
 
 
+def mw_cors() -> Starlette:
+    """The package's CORSMiddleware with the same settings as `starlette_cors`."""
+    return _app(Middleware(CORSMiddlewareMW, allow_origins=[ORIGIN]))
+
+
 def timing() -> Starlette:
     return _app(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
 
@@ -103,4 +110,5 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="HTTPMiddleware, path excluded", factory=http_middleware_excluded),
     Variant(label="CORSMiddleware (Starlette)", factory=starlette_cors),
     Variant(label="TimingMiddleware", factory=timing),
+    Variant(label="CORSMiddleware (starlette_mw)", factory=mw_cors),
 )

@@ -1,6 +1,7 @@
 """Starlette middleware done properly: `@app.middleware("http")` back, and cheap."""
 
 from starlette_mw.base import CallNext, DispatchFunction, HTTPMiddleware
+from starlette_mw.cors import CORSMiddleware, CORSPolicy
 from starlette_mw.decorator import App, MiddlewareMixin, middleware
 from starlette_mw.describe import Stack, describe
 from starlette_mw.errors import install
@@ -9,6 +10,8 @@ from starlette_mw.timing import Timer, TimingMiddleware, record_timing, timing
 
 __all__ = [
     "App",
+    "CORSMiddleware",
+    "CORSPolicy",
     "CallNext",
     "DispatchFunction",
     "HTTPMiddleware",

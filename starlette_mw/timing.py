@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._cors_timing import expose_timing
 from starlette_mw._origins import check_origin, is_origin
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.decorator import is_async
@@ -72,12 +73,15 @@ def _check_description(description: object, what: str) -> str | None:
 class _Metrics:
     """One request's metrics, held in its scope until the response starts."""
 
-    __slots__ = ("entries", "precision", "sent")
+    __slots__ = ("cors_origin", "entries", "exposed", "precision", "sent")
 
-    def __init__(self, precision: int) -> None:
+    def __init__(self, precision: int, exposed: tuple[bytes, ...]) -> None:
         self.entries: list[str] = []
         self.precision = precision
         self.sent = False
+        # For CORSMiddleware: the headers to expose, and the origin it allowed (_cors_timing.py).
+        self.exposed = exposed
+        self.cors_origin: bytes | None = None
 
     def add(self, name: str, seconds: float | None, description: str | None) -> None:
         if self.sent:  # the header has gone out; a later metric has nowhere to go
@@ -280,6 +284,10 @@ class TimingMiddleware(PlainMiddleware):
         self._total = metric
         self._total_description = f";desc={_quote(description)}" if description else ""
         self._precision = precision
+        # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
+        self._exposed = tuple(
+            name.encode("ascii") for name in (process_time_header, "Server-Timing" if server_timing else None) if name
+        )
 
         self._tao_function: Callable[[Request], Origins | None] | None = None
         self._tao: bytes | None = None
@@ -301,7 +309,7 @@ class TimingMiddleware(PlainMiddleware):
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        metrics = scope[_SCOPE_KEY] = _Metrics(self._precision)
+        metrics = scope[_SCOPE_KEY] = _Metrics(self._precision, self._exposed)
         try:
             await self.app(scope, receive, self._wrap(send, start, metrics, scope))
         except Exception:
@@ -352,4 +360,6 @@ class TimingMiddleware(PlainMiddleware):
         timing_allow_origin = self._timing_allow_origin(scope)
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
+        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed the request's origin
+            expose_timing(headers, metrics.exposed, metrics.cors_origin)
         return headers
