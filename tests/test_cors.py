@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -67,8 +67,11 @@ def preflight(origin: str = APP, method: str = "PUT", headers: str | None = None
     return request
 
 
-def cors_headers(response: httpx.Response) -> dict[str, str]:
-    return {name: value for name, value in response.headers.items() if name.startswith("access-control-")}
+CREDENTIALED = {"access-control-allow-origin": APP, "access-control-allow-credentials": "true"}
+
+
+def cors_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.startswith("access-control-")}
 
 
 # -- A drop-in for Starlette's CORSMiddleware -------------------------------------------------------
@@ -196,7 +199,7 @@ def test_public_allows_any_origin_to_read_without_credentials() -> None:
     read = http.options("/", headers=preflight("https://anyone.example", "GET", "X-Api-Key"))
     write = http.options("/", headers=preflight("https://anyone.example", "PUT"))
 
-    assert cors_headers(response) == {"access-control-allow-origin": "*"}
+    assert cors_headers(response.headers) == {"access-control-allow-origin": "*"}
     assert read.status_code == 200
     assert read.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in read.headers
@@ -211,7 +214,7 @@ def test_first_party_allows_its_origins_with_credentials_and_the_usual_methods_a
     unusual = http.options("/", headers=preflight(APP, "PUT", "x-custom"))
     stranger = http.options("/", headers=preflight(OTHER, "PUT"))
 
-    assert cors_headers(response) == {"access-control-allow-origin": APP, "access-control-allow-credentials": "true"}
+    assert cors_headers(response.headers) == CREDENTIALED
     assert usual.status_code == 200
     assert (unusual.status_code, unusual.text) == (400, "Disallowed CORS headers")
     assert (stranger.status_code, stranger.text) == (400, "Disallowed CORS origin")
@@ -224,7 +227,7 @@ def test_strict_allows_its_origins_to_read_and_nothing_more() -> None:
     write = http.options("/", headers=preflight(APP, "PUT"))
     header = http.options("/", headers=preflight(APP, "GET", "authorization"))
 
-    assert cors_headers(response) == {"access-control-allow-origin": APP}
+    assert cors_headers(response.headers) == {"access-control-allow-origin": APP}
     assert (write.status_code, write.text) == (400, "Disallowed CORS method")
     assert (header.status_code, header.text) == (400, "Disallowed CORS headers")
 
@@ -399,7 +402,7 @@ def test_the_500_starlette_renders_carries_the_cors_headers(make_app: Callable[[
     refused = error_app(app).get("/boom", headers=simple(OTHER))
 
     assert (allowed.status_code, allowed.text) == (500, "Internal Server Error")
-    assert cors_headers(allowed) == {"access-control-allow-origin": APP, "access-control-allow-credentials": "true"}
+    assert cors_headers(allowed.headers) == CREDENTIALED
     assert allowed.headers["vary"] == "Origin"
     assert refused.status_code == 500
     assert "access-control-allow-origin" not in refused.headers
@@ -579,11 +582,11 @@ def test_each_path_gets_the_first_policy_that_matches_and_others_pass_through() 
     elsewhere = http.get("/other", headers=simple(APP))
     elsewhere_preflight = http.options("/other", headers=preflight(APP))
 
-    assert cors_headers(public) == {"access-control-allow-origin": "*"}
-    assert cors_headers(api) == {"access-control-allow-origin": APP, "access-control-allow-credentials": "true"}
+    assert cors_headers(public.headers) == {"access-control-allow-origin": "*"}
+    assert cors_headers(api.headers) == CREDENTIALED
     assert "access-control-allow-origin" not in api_stranger.headers
     assert api_write.status_code == 200
-    assert cors_headers(elsewhere) == {}
+    assert cors_headers(elsewhere.headers) == {}
     assert "vary" not in elsewhere.headers
     assert elsewhere_preflight.status_code == 405  # the app's own answer: CORS left it alone
 
@@ -603,7 +606,7 @@ def test_include_and_exclude_limit_a_single_policy() -> None:
     http = client(Middleware(CORSMiddleware, preset="public", exclude="/other"))
 
     assert http.get("/", headers=simple(OTHER)).headers["access-control-allow-origin"] == "*"
-    assert cors_headers(http.get("/other", headers=simple(OTHER))) == {}
+    assert cors_headers(http.get("/other", headers=simple(OTHER)).headers) == {}
 
 
 # -- Concurrency ---------------------------------------------------------------------------------------
