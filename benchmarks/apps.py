@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from starlette_mw import CallNext, HTTPMiddleware, Redirect, RedirectMiddleware, TimingMiddleware
+from starlette_mw import CORSMiddleware as CORSMiddlewareMW
 
 __all__ = [
     "ORIGIN",
@@ -31,6 +32,7 @@ __all__ = [
     "base_http_middleware",
     "http_middleware",
     "http_middleware_excluded",
+    "mw_cors",
     "redirects_10",
     "redirects_10000",
     "starlette_cors",
@@ -80,6 +82,11 @@ def http_middleware_excluded() -> Starlette:
 def starlette_cors() -> Starlette:
     """Starlette's own CORSMiddleware: the baseline the package's plain-ASGI middleware are held to."""
     return _app(Middleware(CORSMiddleware, allow_origins=[ORIGIN]))
+
+
+def mw_cors() -> Starlette:
+    """The package's CORSMiddleware with the same settings as `starlette_cors`."""
+    return _app(Middleware(CORSMiddlewareMW, allow_origins=[ORIGIN]))
 
 
 def timing() -> Starlette:
@@ -133,6 +140,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="HTTPMiddleware, path excluded", factory=http_middleware_excluded),
     Variant(label="CORSMiddleware (Starlette)", factory=starlette_cors),
     Variant(label="TimingMiddleware", factory=timing),
+    Variant(label="CORSMiddleware (starlette_mw)", factory=mw_cors),
     Variant(label="RedirectMiddleware, 10 rules", factory=redirects_10),
     Variant(label="RedirectMiddleware, 10,000 rules", factory=redirects_10000),
 )

@@ -46,6 +46,9 @@ CHECKS: tuple[RatioCheck, ...] = (
     RatioCheck(numerator="HTTPMiddleware", denominator="BaseHTTPMiddleware", target=Fraction(1, 6)),
     RatioCheck(numerator="TimingMiddleware", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)),
     RatioCheck(
+        numerator="CORSMiddleware (starlette_mw)", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)
+    ),
+    RatioCheck(
         numerator="RedirectMiddleware, 10 rules", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)
     ),
     RatioCheck(

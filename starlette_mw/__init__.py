@@ -1,6 +1,7 @@
 """Starlette middleware done properly: `@app.middleware("http")` back, and cheap."""
 
 from starlette_mw.base import CallNext, DispatchFunction, HTTPMiddleware
+from starlette_mw.cors import CORSMiddleware, CORSPolicy
 from starlette_mw.decorator import App, MiddlewareMixin, middleware
 from starlette_mw.describe import Stack, describe
 from starlette_mw.errors import install
@@ -10,6 +11,8 @@ from starlette_mw.timing import Timer, TimingAllowOrigin, TimingMiddleware, reco
 
 __all__ = [
     "App",
+    "CORSMiddleware",
+    "CORSPolicy",
     "CallNext",
     "DispatchFunction",
     "HTTPMiddleware",

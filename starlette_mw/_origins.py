@@ -25,7 +25,11 @@ def check_origin(value: object, option: str) -> str:
     if is_origin(value):
         return value
     fixed = value.strip()
-    if "://" not in fixed:
+    if fixed == "null":
+        # Sandboxed iframes, file: pages and cross-origin redirects all send "Origin: null", so any
+        # site can make a request look like it: allowing it allows everyone.
+        hint = "any page can send 'null' (from a sandboxed iframe, say), so allowing it allows every site; leave it out"
+    elif "://" not in fixed:
         hint = f"add the scheme, as in 'https://{fixed.strip('/')}'"
     else:
         scheme, _, rest = fixed.partition("://")

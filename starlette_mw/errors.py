@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ErrorResponseLayer", "install", "wrap_error_response"]
@@ -28,7 +29,7 @@ _SCOPE_KEY = "starlette_mw.error_response"
 _installed: weakref.WeakSet[Starlette] = weakref.WeakSet()
 
 logger = logging.getLogger("starlette_mw")
-_warned: weakref.WeakSet[object] = weakref.WeakSet()
+_warned: weakref.WeakSet[BaseHTTPMiddleware] = weakref.WeakSet()
 
 
 class ErrorResponseLayer:
@@ -59,7 +60,7 @@ class ErrorResponseLayer:
         await self.app(scope, receive, send_response)
 
 
-def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: object) -> None:
+def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware) -> None:
     """Have the response that goes out for this request after an exception pass through `wrap`.
 
     A middleware calls this when an exception escapes its app before the response started. Without

@@ -59,7 +59,7 @@ def _to_regex(pattern: PathPattern, option: str) -> re.Pattern[str]:
     return re.compile(f"{regex}(?:/.*)?" if prefix else regex, re.DOTALL)
 
 
-def _compile(patterns: PathPatterns, option: str) -> tuple[re.Pattern[str], ...] | None:
+def compile_patterns(patterns: PathPatterns, option: str) -> tuple[re.Pattern[str], ...] | None:
     if patterns is None:
         return None
     if isinstance(patterns, str | re.Pattern):
@@ -94,8 +94,8 @@ class PathFilter:
     __slots__ = ("_exclude", "_include", "everything")
 
     def __init__(self, include: PathPatterns = None, exclude: PathPatterns = None) -> None:
-        self._include = _compile(include, "include")
-        self._exclude = _compile(exclude, "exclude")
+        self._include = compile_patterns(include, "include")
+        self._exclude = compile_patterns(exclude, "exclude")
         self.everything = self._include is None and self._exclude is None
 
     def matches(self, path: str) -> bool:

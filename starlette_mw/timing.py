@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar, cast
 from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._cors_timing import expose_timing
 from starlette_mw._origins import check_origin, is_origin
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.decorator import is_async
@@ -70,15 +71,18 @@ def _check_description(description: object, what: str) -> str | None:
     return description
 
 
-class _Metrics:
+class RequestMetrics:
     """One request's metrics, held in its scope until the response starts."""
 
-    __slots__ = ("entries", "precision", "sent")
+    __slots__ = ("cors_origin", "entries", "exposed", "precision", "sent")
 
-    def __init__(self, precision: int) -> None:
+    def __init__(self, precision: int, exposed: tuple[bytes, ...]) -> None:
         self.entries: list[str] = []
         self.precision = precision
         self.sent = False
+        # For CORSMiddleware: the headers to expose, and the origin it allowed (_cors_timing.py).
+        self.exposed = exposed
+        self.cors_origin: bytes | None = None
 
     def add(self, name: str, seconds: float | None, description: str | None) -> None:
         if self.sent:  # the header has gone out; a later metric has nowhere to go
@@ -91,9 +95,9 @@ class _Metrics:
         return self.entries
 
 
-def _metrics_of(request: HTTPConnection | Scope) -> _Metrics | None:
+def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:
     scope = request.scope if isinstance(request, HTTPConnection) else request
-    metrics: _Metrics | None = scope.get(_SCOPE_KEY)
+    metrics: RequestMetrics | None = scope.get(_SCOPE_KEY)
     return metrics
 
 
@@ -113,7 +117,7 @@ def record_timing(
     _check_description(description, f"Description of metric {name!r}")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
         raise TypeError(f"Duration of metric {name!r} is {seconds!r}; give seconds as a number, or None.")
-    metrics = _metrics_of(request)
+    metrics = metrics_of(request)
     if metrics is not None:
         metrics.add(name, seconds, description)
 
@@ -126,7 +130,7 @@ class Timer:
 
     __slots__ = ("_description", "_metrics", "_name", "_start")
 
-    def __init__(self, metrics: _Metrics | None, name: str, description: str | None) -> None:
+    def __init__(self, metrics: RequestMetrics | None, name: str, description: str | None) -> None:
         self._metrics = metrics
         self._name = name
         self._description = description
@@ -190,7 +194,7 @@ def timing(request: HTTPConnection | Scope, name: str, description: str | None =
     """
     _check_token(name, "Server-Timing metric name")
     _check_description(description, f"Description of metric {name!r}")
-    return Timer(_metrics_of(request), name, description)
+    return Timer(metrics_of(request), name, description)
 
 
 def _origin_list(value: object, option: str) -> list[str]:
@@ -281,6 +285,10 @@ class TimingMiddleware(PlainMiddleware):
         self._total = metric
         self._total_description = f";desc={_quote(description)}" if description else ""
         self._precision = precision
+        # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
+        self._exposed = tuple(
+            name.encode("ascii") for name in (process_time_header, "Server-Timing" if server_timing else None) if name
+        )
 
         self._tao_function: Callable[[Request], Origins | None] | None = None
         self._tao: bytes | None = None
@@ -302,7 +310,7 @@ class TimingMiddleware(PlainMiddleware):
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        metrics = scope[_SCOPE_KEY] = _Metrics(self._precision)
+        metrics = scope[_SCOPE_KEY] = RequestMetrics(self._precision, self._exposed)
         try:
             await self.app(scope, receive, self._wrap(send, start, metrics, scope))
         except Exception:
@@ -310,10 +318,10 @@ class TimingMiddleware(PlainMiddleware):
                 wrap_error_response(scope, lambda send: self._wrap(send, start, metrics, scope), self)
             raise
 
-    def _wrap(self, send: Send, start: float, metrics: _Metrics, scope: Scope) -> Send:
+    def _wrap(self, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> Send:
         return functools.partial(self._send, send=send, start=start, metrics=metrics, scope=scope)
 
-    async def _send(self, message: Message, send: Send, start: float, metrics: _Metrics, scope: Scope) -> None:
+    async def _send(self, message: Message, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> None:
         if message["type"] == "http.response.start" and not metrics.sent:
             elapsed = time.perf_counter() - start
             message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
@@ -337,7 +345,7 @@ class TimingMiddleware(PlainMiddleware):
         origins = [origin for origin in value if isinstance(origin, str) and (origin == "*" or is_origin(origin))]
         return ", ".join(origins).encode("ascii") if origins else None
 
-    def _headers(self, raw: Any, elapsed: float, metrics: _Metrics, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _headers(self, raw: Any, elapsed: float, metrics: RequestMetrics, scope: Scope) -> list[tuple[bytes, bytes]]:
         replaced = self._replaced
         headers: list[tuple[bytes, bytes]] = [
             (name, value) for name, value in raw if not replaced or name.lower() not in replaced
@@ -353,4 +361,6 @@ class TimingMiddleware(PlainMiddleware):
         timing_allow_origin = self._timing_allow_origin(scope)
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
+        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed the request's origin
+            expose_timing(headers, metrics.exposed, metrics.cors_origin)
         return headers

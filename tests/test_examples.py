@@ -80,3 +80,38 @@ def test_redirects_example_under_uvicorn(mw_live_server: LiveServer) -> None:
         assert tutorial.history[0].headers["location"] == "/redirected_endpoint?q=why&user=unknown"
         assert http.get("/", headers={"Host": "www.localhost:8000"}).headers["location"] == "http://localhost:8000/"
         assert http.get("/nowhere/").status_code == 404  # no route there, so no slash redirect
+
+
+def test_cors_example_under_uvicorn(mw_live_server: LiveServer) -> None:
+    from examples.cors import FRONT_END
+    from examples.cors import app as cors_app
+
+    with httpx.Client(base_url=mw_live_server(cors_app)) as http:
+        prices = http.get("/public/prices", headers={"Origin": "https://anyone.example"})
+        profile = http.get("/api/profile", headers={"Origin": FRONT_END, "Cookie": "session=ada"})
+        stranger = http.get("/api/profile", headers={"Origin": "https://anyone.example"})
+        preflight = http.options(
+            "/api/profile",
+            headers={
+                "Origin": FRONT_END,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        failure = http.get("/api/fail", headers={"Origin": FRONT_END})
+
+    assert prices.json() == {"EUR": 1.0, "USD": 1.08}
+    assert prices.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in prices.headers
+
+    assert profile.json() == {"user": "ada"}
+    assert profile.headers["Access-Control-Allow-Origin"] == FRONT_END
+    assert profile.headers["Access-Control-Allow-Credentials"] == "true"
+    assert profile.headers["Access-Control-Expose-Headers"] == "X-Process-Time, Server-Timing"
+    assert profile.headers["Timing-Allow-Origin"] == FRONT_END
+
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+    assert stranger.headers["Vary"] == "Origin"
+    assert preflight.status_code == 200
+    assert failure.status_code == 500
+    assert failure.headers["Access-Control-Allow-Origin"] == FRONT_END

@@ -1,0 +1,52 @@
+"""How `CORSMiddleware` and `TimingMiddleware` let a page on an allowed origin read the timing headers.
+
+A cross-origin page reads a response header only if `Access-Control-Expose-Headers` names it, and
+Server-Timing's metrics only if `Timing-Allow-Origin` allows the page
+(https://fetch.spec.whatwg.org/#http-access-control-expose-headers,
+https://www.w3.org/TR/resource-timing/#sec-timing-allow-origin). Whichever of the two middleware
+edits the response start last adds both, so the order of the two in the stack does not matter:
+
+- CORS outside Timing: Timing has already added its headers when CORS's `send` sees the start;
+  CORS finds Timing's per-request record in the scope, marked sent, and calls `expose_timing`.
+- CORS inside Timing: CORS sees the start first; it leaves the origin it allowed on that record
+  (`cors_origin`), and Timing calls `expose_timing` when it adds its headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["expose_timing"]
+
+
+def _names(value: bytes) -> set[bytes]:
+    return {name.strip().lower() for name in value.split(b",")}
+
+
+def expose_timing(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes) -> None:
+    """Add `names` to Access-Control-Expose-Headers and `origin` to Timing-Allow-Origin, in place.
+
+    `origin` is the response's Access-Control-Allow-Origin: the page's origin, or "*".
+    """
+    expose = allow = None
+    for index, (name, _) in enumerate(headers):
+        lowered = name.lower()
+        if lowered == b"access-control-expose-headers":
+            expose = index
+        elif lowered == b"timing-allow-origin":
+            allow = index
+    if expose is None:
+        headers.append((b"access-control-expose-headers", b", ".join(names)))
+    else:
+        name, value = headers[expose]
+        exposed = _names(value)
+        missing = [added for added in names if added.lower() not in exposed]
+        if missing:
+            headers[expose] = (name, b", ".join([value, *missing]))
+    if allow is None:
+        headers.append((b"timing-allow-origin", origin))
+    else:
+        name, value = headers[allow]
+        allowed = _names(value)
+        if b"*" not in allowed and origin.lower() not in allowed:
+            headers[allow] = (name, value + b", " + origin)
