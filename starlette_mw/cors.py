@@ -20,19 +20,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
 from starlette_mw._cors_timing import expose_timing
 from starlette_mw._plain import PlainMiddleware
-from starlette_mw.errors import wrap_error_response
+from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
 from starlette_mw.timing import RequestMetrics, metrics_of
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
 
-class _Response:
-    """One request's response on its way out, after Starlette's CORS logic has edited its start."""
+class _CORSSend:
+    """The `send` after Starlette's CORS logic: one request's response start, on its way out."""
 
-    __slots__ = ("scope", "send", "started")
+    __slots__ = ("owner", "scope", "send", "started")
 
-    def __init__(self, scope: Scope, send: Send) -> None:
+    def __init__(self, owner: CORSMiddleware, scope: Scope, send: Send) -> None:
+        self.owner = owner
         self.scope = scope
         self.send = send
         self.started = False
@@ -40,6 +41,7 @@ class _Response:
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+            response_started(self.scope, self.owner)
             metrics = metrics_of(self.scope)
             if metrics is not None:
                 message = _share_with_timing(message, metrics)
@@ -148,17 +150,15 @@ class CORSMiddleware(PlainMiddleware):
         if cors is None:  # no policy for this path
             await self.app(scope, receive, send)
             return
-        response = _Response(scope, send)
+        response = _CORSSend(self, scope, send)
         try:
             # Starlette's logic: preflights answered, and the response start edited on its way out.
             await cors(scope, receive, response)
         except Exception:
-            if not response.started:
-                wrap = functools.partial(_wrap_error_response, cors, scope)
-                wrap_error_response(scope, wrap, self)
+            wrap = functools.partial(self._wrap_error_response, cors, scope)
+            wrap_error_response(scope, wrap, self, started=response.started)
             raise
 
-
-def _wrap_error_response(cors: StarletteCORSMiddleware, scope: Scope, send: Send) -> Send:
-    # The same edits as for the app's own response: Starlette's `send`, then ours.
-    return functools.partial(cors.send, send=_Response(scope, send), request_headers=Headers(scope=scope))
+    def _wrap_error_response(self, cors: StarletteCORSMiddleware, scope: Scope, send: Send) -> Send:
+        # The same edits as for the app's own response: Starlette's `send`, then ours.
+        return functools.partial(cors.send, send=_CORSSend(self, scope, send), request_headers=Headers(scope=scope))

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ErrorResponseLayer", "install", "wrap_error_response"]
+__all__ = ["ErrorResponseLayer", "install", "response_started", "wrap_error_response"]
 
 SendWrapper = Callable[[Send], Send]
 
@@ -42,8 +42,8 @@ class ErrorResponseLayer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wrappers: list[SendWrapper] = []
-        # Some middleware copy the scope; the list travels with each copy, so all register here.
+        wrappers: dict[BaseHTTPMiddleware, SendWrapper] = {}
+        # Some middleware copy the scope; the dict travels with each copy, so all register here.
         scope[_SCOPE_KEY] = wrappers
 
         async def send_response(message: Message) -> None:
@@ -53,24 +53,26 @@ class ErrorResponseLayer:
             # The innermost middleware registered first and edits the response first, as its own
             # send wrapper would have done.
             wrapped = send
-            for wrap in reversed(wrappers):
+            for wrap in reversed(list(wrappers.values())):
                 wrapped = wrap(wrapped)
             await wrapped(message)
 
         await self.app(scope, receive, send_response)
 
 
-def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware) -> None:
+def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware, *, started: bool) -> None:
     """Have the response that goes out for this request after an exception pass through `wrap`.
 
-    A middleware calls this when an exception escapes its app before the response started. Without
-    the layer (an app that is neither `App` nor installed), logs once per `owner` (the middleware
-    instance) how to fix it.
+    A middleware calls this when an exception escapes its app. `started` says whether a response
+    start had already passed through it: one held back by a middleware outside it (GZip holds the
+    start until the first body chunk) never reaches the client, so the error response needs the
+    headers even then. Without the layer (an app that is neither `App` nor installed), logs once
+    per `owner` (the middleware instance) how to fix it, if the response had not started.
     """
-    wrappers: list[SendWrapper] | None = scope.get(_SCOPE_KEY)
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper] | None = scope.get(_SCOPE_KEY)
     if wrappers is not None:
-        wrappers.append(wrap)
-    elif owner not in _warned:
+        wrappers[owner] = wrap
+    elif not started and owner not in _warned:
         _warned.add(owner)
         logger.warning(
             "%s could not add its headers to the error response: Starlette sends its 500 from "
@@ -78,6 +80,17 @@ def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddlewa
             "starlette_mw.install(app) before the app starts.",
             type(owner).__name__,
         )
+
+
+def response_started(scope: Scope, owner: BaseHTTPMiddleware) -> None:
+    """A response start passed through `owner`: drop what it registered for an earlier error.
+
+    A middleware outside it that retried the app after the error (or answered it itself through
+    the app) sends a response that `owner` has already edited.
+    """
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper] | None = scope.get(_SCOPE_KEY)
+    if wrappers:
+        wrappers.pop(owner, None)
 
 
 def install(app: Starlette) -> Starlette:

@@ -22,7 +22,7 @@ from starlette_mw._cors_timing import expose_timing
 from starlette_mw._origins import check_origin, is_origin
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.decorator import is_async
-from starlette_mw.errors import wrap_error_response
+from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import PathPatterns
 
 __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
@@ -91,8 +91,10 @@ class RequestMetrics:
         self.entries.append(entry if not description else f"{entry};desc={_quote(description)}")
 
     def take(self) -> list[str]:
+        """The metrics for the header; later ones are dropped. (A second start, the error response
+        after one held back outside, gets the same metrics.)"""
         self.sent = True
-        return self.entries
+        return list(self.entries)
 
 
 def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:
@@ -314,15 +316,16 @@ class TimingMiddleware(PlainMiddleware):
         try:
             await self.app(scope, receive, self._wrap(send, start, metrics, scope))
         except Exception:
-            if not metrics.sent:
-                wrap_error_response(scope, lambda send: self._wrap(send, start, metrics, scope), self)
+            wrap = functools.partial(self._wrap, start=start, metrics=metrics, scope=scope)
+            wrap_error_response(scope, wrap, self, started=metrics.sent)
             raise
 
     def _wrap(self, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> Send:
         return functools.partial(self._send, send=send, start=start, metrics=metrics, scope=scope)
 
     async def _send(self, message: Message, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> None:
-        if message["type"] == "http.response.start" and not metrics.sent:
+        if message["type"] == "http.response.start":
+            response_started(scope, self)
             elapsed = time.perf_counter() - start
             message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
         await send(message)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import starlette_mw
-from starlette_mw import App, MiddlewareMixin, TimingMiddleware, describe
+from starlette_mw import App, CORSMiddleware, MiddlewareMixin, TimingMiddleware, describe
+
+ORIGIN = "https://app.example.com"
 
 
 async def hello(request: Request) -> Response:
@@ -111,3 +116,69 @@ async def test_a_mounted_app_errors_reach_the_outer_layer() -> None:
     # The inner app's own ServerErrorMiddleware renders the 500; the outer app's layer edits it.
     response = await get_500(outer, "/sub/boom")
     assert "x-process-time" in response.headers
+
+
+async def fails_before_its_first_chunk(request: Request) -> Response:
+    async def body() -> AsyncIterator[bytes]:
+        raise RuntimeError("failed before the first chunk")
+        yield b""
+
+    return StreamingResponse(body())
+
+
+@pytest.mark.anyio
+async def test_a_start_held_back_outside_does_not_count_as_sent() -> None:
+    # GZipMiddleware holds the response start until the first body chunk, which never comes: the
+    # start passed through Timing and CORS but never reached the client.
+    app = App(routes=[Route("/", fails_before_its_first_chunk)])
+    app.add_middleware(TimingMiddleware)
+    app.add_middleware(CORSMiddleware, preset="first-party", allow_origins=[ORIGIN])
+    app.add_middleware(GZipMiddleware)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/", headers={"Origin": ORIGIN})
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert response.headers["server-timing"].startswith("app;dur=")
+    assert len(response.headers.get_list("x-process-time")) == 1
+
+
+class RetryOnce:
+    """A plain ASGI middleware that runs the app again when it raises ConnectionError."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ConnectionError:
+            await self.app(scope, receive, send)
+
+
+@pytest.mark.anyio
+async def test_a_response_after_a_retry_is_edited_once() -> None:
+    attempts: list[int] = []
+
+    async def flaky(request: Request) -> Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("first attempt")
+        return PlainTextResponse("second attempt")
+
+    app = App(
+        routes=[Route("/", flaky)],
+        middleware=[
+            Middleware(RetryOnce),
+            Middleware(TimingMiddleware),
+            Middleware(CORSMiddleware, preset="first-party", allow_origins=[ORIGIN]),
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/", headers={"Origin": ORIGIN})
+    assert response.text == "second attempt"
+    assert response.headers.get_list("vary") == ["Origin"]
+    assert len(response.headers.get_list("server-timing")) == 1
+    assert len(response.headers.get_list("x-process-time")) == 1
+    assert response.headers.get_list("access-control-allow-origin") == [ORIGIN]
