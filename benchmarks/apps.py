@@ -130,7 +130,7 @@ class Variant:
     @property
     def import_string(self) -> str:
         """What uvicorn's `--factory` option needs to build this app in another process."""
-        return f"{__name__}:{self.factory.__name__}"
+        return f"{self.factory.__module__}:{self.factory.__name__}"
 
 
 VARIANTS: tuple[Variant, ...] = (

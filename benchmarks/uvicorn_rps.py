@@ -40,6 +40,7 @@ class Result:
 
     rps: float
     p50: float
+    p90: float
     p99: float
     errors: int
 
@@ -62,8 +63,8 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 
 @contextlib.contextmanager
-def serve(variant: Variant) -> Iterator[str]:
-    """Run `variant` under uvicorn in a subprocess; yield its URL; stop it afterwards."""
+def serve(variant: Variant, server: Sequence[str] = ()) -> Iterator[str]:
+    """Run `variant` under uvicorn in a subprocess, with `server` options; yield its URL; stop it afterwards."""
     port = free_port()
     command = [
         sys.executable,
@@ -78,6 +79,7 @@ def serve(variant: Variant) -> Iterator[str]:
         "--log-level",
         "warning",
         "--no-access-log",
+        *server,
     ]
     process = subprocess.Popen(command, cwd=ROOT)
     try:
@@ -109,34 +111,46 @@ def seconds(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def run_wrk(url: str, *, threads: int, connections: int, duration: int) -> Result:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+def run_wrk(url: str, *, threads: int, connections: int, duration: int, headers: Sequence[str] = ()) -> Result:
+    header_options = [option for header in headers for option in ("-H", header)]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", *header_options, url]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 30).stdout
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
+    p90 = re.search(r"^\s+90%\s+(\S+)", output, re.MULTILINE)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
-    if rps is None or p50 is None or p99 is None:
+    if rps is None or p50 is None or p90 is None or p99 is None:
         raise RuntimeError(f"Cannot read wrk's output:\n{output}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     errors += int(non_2xx[1]) if non_2xx else 0
-    return Result(rps=float(rps[1]), p50=seconds(p50[1]), p99=seconds(p99[1]), errors=errors)
+    return Result(rps=float(rps[1]), p50=seconds(p50[1]), p90=seconds(p90[1]), p99=seconds(p99[1]), errors=errors)
 
 
 def measure(
-    variants: Sequence[Variant], *, threads: int, connections: int, duration: int, rounds: int
+    variants: Sequence[Variant],
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    rounds: int,
+    headers: Sequence[str] = (),
+    server: Sequence[str] = (),
 ) -> dict[str, list[Result]]:
     """One wrk result per variant per round; the servers all start first and stay up throughout."""
     results: dict[str, list[Result]] = {variant.label: [] for variant in variants}
     with contextlib.ExitStack() as stack:
-        urls = {variant.label: stack.enter_context(serve(variant)) for variant in variants}
+        urls = {variant.label: stack.enter_context(serve(variant, server)) for variant in variants}
         for url in urls.values():  # warm up: imports, first middleware-stack build, connections
-            run_wrk(url, threads=threads, connections=connections, duration=1)
+            run_wrk(url, threads=threads, connections=connections, duration=1, headers=headers)
         labels = list(urls)
         for round_ in range(rounds):
             shift = round_ % len(labels)  # rotate the order, as overhead.py does
             for label in labels[shift:] + labels[:shift]:
-                results[label].append(run_wrk(urls[label], threads=threads, connections=connections, duration=duration))
+                result = run_wrk(
+                    urls[label], threads=threads, connections=connections, duration=duration, headers=headers
+                )
+                results[label].append(result)
                 print(f"  round {round_ + 1}/{rounds}: {label} done", file=sys.stderr, flush=True)
     return results
 
