@@ -37,6 +37,9 @@ def httpx_module() -> ModuleType:
     return httpx2
 
 
+SHUTDOWN_TIMEOUT = 10.0
+
+
 class LifespanFailed(RuntimeError):
     """The app answered its lifespan startup or shutdown with `lifespan.*.failed`."""
 
@@ -58,6 +61,9 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[dict[str, Any]]:
             await app(scope, app_inbox.receive, app_outbox.send)
         except Exception:
             await app_outbox.send({"type": "lifespan.unsupported"})
+        else:
+            # An app may simply return from the lifespan scope: uvicorn then goes on without one.
+            await app_outbox.send({"type": "lifespan.returned"})
 
     async def step(event: str) -> bool:
         """Send the event; False if the app does not take lifespan events."""
@@ -84,11 +90,15 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[dict[str, Any]]:
             except BaseException as raised:
                 error = raised
         if supported:
-            with anyio.CancelScope(shield=True):
+            # Shielded, so that a cancelled test still shuts the app down; bounded, so that an app
+            # that never answers cannot hang the run.
+            with anyio.move_on_after(SHUTDOWN_TIMEOUT, shield=True) as shutdown:
                 try:
                     await step("shutdown")
                 except LifespanFailed as failed:
                     error = error or failed
+            if shutdown.cancelled_caught and error is None:
+                error = LifespanFailed(f"The app's lifespan shutdown did not finish within {SHUTDOWN_TIMEOUT} s.")
         tasks.cancel_scope.cancel()
     if error is not None:
         raise error

@@ -23,6 +23,12 @@ class LiveServer:
     def __init__(self, app: ASGIApp, *, start_timeout: float = 10.0, **options: Any) -> None:
         import uvicorn  # here, not at import: the pytest plugin must stay light at collection
 
+        chosen = ", ".join(f"{name}=" for name in sorted({"host", "port", "fd", "uds"} & set(options)))
+        if chosen:
+            raise TypeError(
+                f"LiveServer chooses where uvicorn listens (127.0.0.1, a free port); drop {chosen} "
+                "and read the address from its url."
+            )
         options.setdefault("log_config", None)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))

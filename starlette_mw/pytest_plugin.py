@@ -13,7 +13,7 @@ neither uvicorn nor an HTTP client: they load when a fixture first needs them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, ExitStack
 from typing import Any
 
 import pytest
@@ -36,21 +36,17 @@ def mw_client() -> Iterator[Callable[..., Any]]:
     from starlette_mw._clients import test_client_class
 
     test_client = test_client_class()
-    clients: list[Any] = []
+    with ExitStack() as clients:  # each closed, the last made first, even if one fails to close
 
-    def make(
-        app: ASGIApp, *, raise_server_exceptions: bool = True, follow_redirects: bool = False, **options: Any
-    ) -> Any:
-        client = test_client(
-            app, raise_server_exceptions=raise_server_exceptions, follow_redirects=follow_redirects, **options
-        )
-        client.__enter__()
-        clients.append(client)
-        return client
+        def make(
+            app: ASGIApp, *, raise_server_exceptions: bool = True, follow_redirects: bool = False, **options: Any
+        ) -> Any:
+            client = test_client(
+                app, raise_server_exceptions=raise_server_exceptions, follow_redirects=follow_redirects, **options
+            )
+            return clients.enter_context(client)
 
-    yield make
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+        yield make
 
 
 @pytest.fixture
@@ -74,16 +70,14 @@ def mw_live_server() -> Iterator[Callable[..., str]]:
     """
     from starlette_mw._live import LiveServer
 
-    servers: list[LiveServer] = []
+    with ExitStack() as servers:
 
-    def start(app: ASGIApp, **options: Any) -> str:
-        server = LiveServer(app, **options)
-        servers.append(server)
-        return server.url
+        def start(app: ASGIApp, **options: Any) -> str:
+            server = LiveServer(app, **options)
+            servers.callback(server.stop)
+            return server.url
 
-    yield start
-    for server in reversed(servers):
-        server.stop()
+        yield start
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ prefers), and fails with a message that shows what was expected and what came ba
 
     assert_redirect(client.get("/old"), "/new", status=308)
     assert_server_timing(client.get("/users"), "app", "db")
-    assert_cors(preflight(client, "/api", origin="https://app.example.com", method="PUT"), "https://app.example.com")
+    answer = preflight(client, "/api", origin="https://app.example.com", method="PUT", headers=["X-Key"])
+    assert_cors(answer, "https://app.example.com", method="PUT", request_headers=["X-Key"])
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ class Response(Protocol):
 
 
 def _values(response: Response, name: str) -> list[str]:
-    headers = response.headers
-    values: list[str] = headers.get_list(name) if hasattr(headers, "get_list") else [headers[name]] * (name in headers)
+    values: list[str] = response.headers.get_list(name)  # httpx's and httpx2's Headers both have it
     return values
 
 
@@ -128,6 +128,10 @@ def assert_redirect(response: Response, location: str, status: int | None = None
         )
 
 
+def _names(response: Response, header: str) -> set[str]:
+    return {name.strip().lower() for value in _values(response, header) for name in value.split(",") if name.strip()}
+
+
 def assert_cors(
     response: Response,
     origin: str | None,
@@ -135,6 +139,8 @@ def assert_cors(
     credentials: bool | None = None,
     expose: Iterable[str] = (),
     vary: bool | None = None,
+    method: str | None = None,
+    request_headers: Iterable[str] = (),
 ) -> None:
     """Assert what a browser would conclude from the response's CORS headers for a page on `origin`.
 
@@ -142,6 +148,10 @@ def assert_cors(
     Access-Control-Allow-Origin must be `origin`, or `"*"` when `origin="*"`. `credentials=True` /
     `False` asserts Access-Control-Allow-Credentials is / is not "true"; `expose` lists headers that
     Access-Control-Expose-Headers must name; `vary=True` asserts `Vary` names Origin.
+
+    For a preflight's answer, `method` and `request_headers` are what the page asked for: the
+    browser goes on only with a 2xx status and Access-Control-Allow-Methods / -Headers that name
+    them (a `*` counts only without credentials, as in browsers).
     """
     problems = []
     allowed = _values(response, "access-control-allow-origin")
@@ -156,20 +166,29 @@ def assert_cors(
             f"expected credentials {'allowed' if credentials else 'not allowed'}, got Access-Control-Allow-"
             f"Credentials {_values(response, 'access-control-allow-credentials') or None}"
         )
-    exposed = {
-        name.strip().lower()
-        for value in _values(response, "access-control-expose-headers")
-        for name in value.split(",")
-        if name.strip()
-    }
-    missing = [name for name in expose if name.lower() not in exposed and "*" not in exposed]
+    # Fetch treats "*" as a wildcard only for requests without credentials.
+    wildcard = not with_credentials
+    exposed = _names(response, "access-control-expose-headers")
+    missing = [name for name in expose if name.lower() not in exposed and not (wildcard and "*" in exposed)]
     if missing:
         problems.append(f"expected Access-Control-Expose-Headers to name {missing}, got {sorted(exposed) or None}")
-    varies = {name.strip().lower() for value in _values(response, "vary") for name in value.split(",")}
+    varies = _names(response, "vary")
     if vary is not None and vary != ("origin" in varies or "*" in varies):
         problems.append(
             f"expected Vary {'with' if vary else 'without'} Origin, got {_values(response, 'vary') or None}"
         )
+    if method is not None:
+        if not 200 <= response.status_code < 300:
+            problems.append(f"expected a 2xx status for the preflight, got {response.status_code}")
+        methods = _names(response, "access-control-allow-methods")
+        if method.lower() not in methods and not (wildcard and "*" in methods):
+            problems.append(f"expected Access-Control-Allow-Methods to name {method!r}, got {sorted(methods) or None}")
+        granted = _names(response, "access-control-allow-headers")
+        refused = [
+            name for name in request_headers if name.lower() not in granted and not (wildcard and "*" in granted)
+        ]
+        if refused:
+            problems.append(f"expected Access-Control-Allow-Headers to name {refused}, got {sorted(granted) or None}")
     if problems:
         raise AssertionError("CORS headers: " + "; ".join(problems) + f".\n{_show(response)}")
 

@@ -364,6 +364,11 @@ class TimingMiddleware(PlainMiddleware):
         timing_allow_origin = self._timing_allow_origin(scope)
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
+            # A function may answer each origin differently: caches must keep the answers apart.
+            if self._tao_function is not None and not any(
+                name.lower() == b"vary" and b"origin" in value.lower() for name, value in headers
+            ):
+                headers.append((b"vary", b"Origin"))
         if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed the request's origin
             expose_timing(headers, metrics.exposed, metrics.cors_origin)
         return headers

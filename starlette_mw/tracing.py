@@ -35,6 +35,8 @@ class Trace:
     def __init__(self) -> None:
         self.requests: list[list[str]] = []
         self._lock = threading.Lock()  # TestClient runs the app on a thread of its own
+        # One key per trace, so that a traced app mounted in another traced app records apart.
+        self._key = f"{_SCOPE_KEY}.{id(self)}"
 
     @property
     def last(self) -> list[str]:
@@ -48,9 +50,9 @@ class Trace:
             self.requests.clear()
 
     def _events(self, scope: Scope) -> list[str]:
-        events: list[str] | None = scope.get(_SCOPE_KEY)
+        events: list[str] | None = scope.get(self._key)
         if events is None:
-            events = scope[_SCOPE_KEY] = []
+            events = scope[self._key] = []
             with self._lock:
                 self.requests.append(events)
         return events

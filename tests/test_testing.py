@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -180,3 +181,57 @@ def test_live_server_serves_runs_the_lifespan_and_reports_a_failed_start(mw_live
 
     with pytest.raises(RuntimeError, match=r"uvicorn did not start .* on http://127\.0\.0\.1:\d+: it exited before"):
         mw_live_server(Starlette(lifespan=broken))
+
+
+def test_assert_cors_checks_a_preflight_as_the_browser_does(mw_client: Callable[..., Any]) -> None:
+    app = Starlette(
+        routes=[Route("/", lambda request: PlainTextResponse("hi"))],
+        middleware=[Middleware(CORSMiddleware, allow_origins=[ORIGIN], allow_methods=["GET"], allow_credentials=True)],
+    )
+    client = mw_client(app)
+    refused = preflight(client, "/", origin=ORIGIN, method="DELETE", headers=["X-Key"])
+    # Starlette echoes the allowed origin even on the 400: the origin alone proves nothing.
+    assert_cors(refused, ORIGIN)
+    problems = (
+        r"expected a 2xx status for the preflight, got 400; "
+        r"expected Access-Control-Allow-Methods to name 'DELETE', got \['get'\]; "
+        r"expected Access-Control-Allow-Headers to name \['X-Key'\], got \['accept', "
+    )
+    with pytest.raises(AssertionError, match=problems):
+        assert_cors(refused, ORIGIN, method="DELETE", request_headers=["X-Key"])
+    assert_cors(preflight(client, "/", origin=ORIGIN, method="GET"), ORIGIN, credentials=True, method="GET")
+
+
+def test_a_wildcard_counts_only_without_credentials() -> None:
+    headers = [("Access-Control-Allow-Origin", ORIGIN), ("Access-Control-Expose-Headers", "*")]
+    assert_cors(response(headers=headers), ORIGIN, expose=["X-Custom"])
+    with pytest.raises(AssertionError, match=r"expected Access-Control-Expose-Headers to name \['X-Custom'\]"):
+        assert_cors(
+            response(headers=[*headers, ("Access-Control-Allow-Credentials", "true")]), ORIGIN, expose=["X-Custom"]
+        )
+
+
+@pytest.mark.anyio
+async def test_async_client_with_an_app_that_returns_from_its_lifespan(mw_async_client: Callable[..., Any]) -> None:
+    async def returns(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return  # uvicorn goes on without a lifespan; so must the client
+        await PlainTextResponse("plain")(scope, receive, send)
+
+    async def returns_after_startup(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.complete"})
+            return
+        await PlainTextResponse("started")(scope, receive, send)
+
+    with anyio.fail_after(10):
+        async with mw_async_client(returns) as http:
+            assert (await http.get("/")).text == "plain"
+        async with mw_async_client(returns_after_startup) as http:
+            assert (await http.get("/")).text == "started"
+
+
+def test_live_server_refuses_an_address_of_its_own(mw_live_server: Callable[..., str]) -> None:
+    with pytest.raises(TypeError, match=r"LiveServer chooses where uvicorn listens .*drop host=, port="):
+        mw_live_server(Starlette(), host="0.0.0.0", port=8123)

@@ -149,3 +149,14 @@ def test_the_registered_list_is_left_as_it_was(mw_client: Callable[..., Any]) ->
     trace(app)
     mw_client(app).get("/")
     assert app.user_middleware == before
+
+
+def test_a_traced_app_mounted_in_a_traced_app_records_apart(mw_client: Callable[..., Any]) -> None:
+    from starlette.routing import Mount
+
+    inner = App(routes=[Route("/x", hello)], middleware=[Middleware(TimingMiddleware)])
+    outer = App(routes=[Mount("/sub", app=inner)], middleware=[Middleware(Legacy)])
+    inner_trace, outer_trace = trace(inner), trace(outer)
+    mw_client(outer).get("/sub/x")
+    assert outer_trace.requests == [["Legacy", "endpoint", "Legacy"]]
+    assert inner_trace.requests == [["TimingMiddleware", "endpoint", "TimingMiddleware"]]
