@@ -287,6 +287,8 @@ class TimingMiddleware(PlainMiddleware):
         self._total = metric
         self._total_description = f";desc={_quote(description)}" if description else ""
         self._precision = precision
+        self._ms_format = f".{precision}f"  # milliseconds in `dur`
+        self._seconds_format = f".{precision + 3}f"  # X-Process-Time: the same resolution, in seconds
         # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
         self._exposed = tuple(
             name.encode("ascii") for name in (process_time_header, "Server-Timing" if server_timing else None) if name
@@ -311,24 +313,24 @@ class TimingMiddleware(PlainMiddleware):
         if self.enabled is not None and not self.enabled(Request(scope)):
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
         metrics = scope[_SCOPE_KEY] = RequestMetrics(self._precision, self._exposed)
+        start = time.perf_counter()
+
+        def timed(send: Send) -> Send:
+            async def send_timed(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    response_started(scope, self)
+                    headers = self._headers(message.get("headers", ()), time.perf_counter() - start, metrics, scope)
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            return send_timed
+
         try:
-            await self.app(scope, receive, self._wrap(send, start, metrics, scope))
+            await self.app(scope, receive, timed(send))
         except Exception:
-            wrap = functools.partial(self._wrap, start=start, metrics=metrics, scope=scope)
-            wrap_error_response(scope, wrap, self, started=metrics.sent)
+            wrap_error_response(scope, timed, self, started=metrics.sent)
             raise
-
-    def _wrap(self, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> Send:
-        return functools.partial(self._send, send=send, start=start, metrics=metrics, scope=scope)
-
-    async def _send(self, message: Message, send: Send, start: float, metrics: RequestMetrics, scope: Scope) -> None:
-        if message["type"] == "http.response.start":
-            response_started(scope, self)
-            elapsed = time.perf_counter() - start
-            message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
-        await send(message)
 
     def _timing_allow_origin(self, scope: Scope) -> bytes | None:
         if self._tao_function is None:
@@ -354,11 +356,13 @@ class TimingMiddleware(PlainMiddleware):
             (name, value) for name, value in raw if not replaced or name.lower() not in replaced
         ]
         if self._process_time is not None:
-            headers.append((self._process_time, f"{elapsed:.{self._precision + 3}f}".encode("ascii")))
+            headers.append((self._process_time, format(elapsed, self._seconds_format).encode("ascii")))
         entries = metrics.take()
         if self._server_timing:
             if self._total is not None:
-                entries.insert(0, f"{self._total};dur={elapsed * 1000:.{self._precision}f}{self._total_description}")
+                entries.insert(
+                    0, f"{self._total};dur={format(elapsed * 1000, self._ms_format)}{self._total_description}"
+                )
             if entries:
                 headers.append((b"server-timing", ", ".join(entries).encode()))
         timing_allow_origin = self._timing_allow_origin(scope)
