@@ -238,6 +238,12 @@ class Exchange:
                     yield message
                 if is_last(message, trailers):
                     return
+        # The app ended before its last message. If it failed, the body must fail too: ending
+        # normally would let the response that carries it send a last, empty chunk, and the client
+        # would take the truncated body for a complete one.
+        if self.app_exc is not None:
+            app_exc, self.app_exc = self.app_exc, None
+            raise app_exc
 
     def end_after_response(self) -> None:
         """Dispatch's response is out: release an app still waiting to send or receive."""

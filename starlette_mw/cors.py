@@ -154,9 +154,9 @@ class CORSMiddleware(PlainMiddleware):
         try:
             # Starlette's logic: preflights answered, and the response start edited on its way out.
             await cors(scope, receive, response)
-        except Exception:
+        except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
             wrap = functools.partial(self._wrap_error_response, cors, scope)
-            wrap_error_response(scope, wrap, self, started=response.started)
+            wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not response.started)
             raise
 
     def _wrap_error_response(self, cors: StarletteCORSMiddleware, scope: Scope, send: Send) -> Send:

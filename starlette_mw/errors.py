@@ -60,19 +60,19 @@ class ErrorResponseLayer:
         await self.app(scope, receive, send_response)
 
 
-def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware, *, started: bool) -> None:
+def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware, *, warn: bool) -> None:
     """Have the response that goes out for this request after an exception pass through `wrap`.
 
-    A middleware calls this when an exception escapes its app. `started` says whether a response
-    start had already passed through it: one held back by a middleware outside it (GZip holds the
-    start until the first body chunk) never reaches the client, so the error response needs the
-    headers even then. Without the layer (an app that is neither `App` nor installed), logs once
-    per `owner` (the middleware instance) how to fix it, if the response had not started.
+    A middleware calls this whenever an exception (or a cancellation) escapes its app, even after
+    a response start passed through it: a start held back by a middleware outside it (GZip holds
+    it until the first body chunk) or refused there never reaches the client, and the error
+    response needs the headers then. Without the layer (an app that is neither `App` nor
+    installed), logs once per `owner` (the middleware instance) how to fix it, if `warn`.
     """
     wrappers: dict[BaseHTTPMiddleware, SendWrapper] | None = scope.get(_SCOPE_KEY)
     if wrappers is not None:
         wrappers[owner] = wrap
-    elif not started and owner not in _warned:
+    elif warn and owner not in _warned:
         _warned.add(owner)
         logger.warning(
             "%s could not add its headers to the error response: Starlette sends its 500 from "

@@ -328,8 +328,8 @@ class TimingMiddleware(PlainMiddleware):
 
         try:
             await self.app(scope, receive, timed(send))
-        except Exception:
-            wrap_error_response(scope, timed, self, started=metrics.sent)
+        except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
+            wrap_error_response(scope, timed, self, warn=isinstance(exc, Exception) and not metrics.sent)
             raise
 
     def _timing_allow_origin(self, scope: Scope) -> bytes | None:
