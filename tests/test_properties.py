@@ -15,11 +15,12 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import compile_path
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from test_redirects import call
 
-from starlette_mw import Redirect, RedirectMiddleware
+from starlette_mw import CORSMiddleware, Redirect, RedirectMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -271,3 +272,220 @@ async def test_one_parameter_twice_in_a_target_keeps_each_placeholders_default()
 
     # README: "{?name} ... without one [a default], a request lacking the parameter does not match".
     assert (answer.status, answer.location) == (200, None)
+
+
+# -- CORS decisions ------------------------------------------------------------------------------------
+
+APP = "https://app.example.com"
+OTHER = "https://other.example.com"
+LOCAL = "http://localhost:3000"
+SUBDOMAINS = r"^https://[a-z]+\.example\.com$"
+ORIGINS = [APP, OTHER, LOCAL, "http://127.0.0.1:8000", "https://evil.example", "https://app.example.com.evil", "null"]
+SAFELISTED = {"accept", "accept-language", "content-language", "content-type"}
+LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
+# The README's preset table, as the model reads it: (origins or None for the local ones, credentials, methods, headers).
+PRESET_TABLE: dict[str, tuple[list[str] | None, bool, list[str], list[str]]] = {
+    "development": (None, True, ["*"], ["*"]),
+    "public": (["*"], False, ["GET", "HEAD"], ["*"]),
+    "first-party": (
+        [],
+        True,
+        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        ["Authorization", "Content-Type", "X-Requested-With"],
+    ),
+    "strict": ([], False, ["GET", "HEAD"], []),
+}
+
+
+@dataclass(frozen=True)
+class CORSCase:
+    options: dict[str, Any]
+    method: str
+    headers: list[tuple[str, str]]
+
+
+OPTION_VALUES = {
+    "allow_origins": st.just(["*"]) | st.lists(st.sampled_from([APP, OTHER, LOCAL]), unique=True),
+    "allow_origin_regex": st.just(SUBDOMAINS),
+    "allow_credentials": st.booleans(),
+    "allow_methods": st.just(["*"]) | st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE"]), unique=True),
+    "allow_headers": st.just(["*"]) | st.lists(st.sampled_from(["X-Token", "Authorization"]), unique=True),
+}
+
+
+@st.composite
+def cors_options(draw: st.DrawFn) -> dict[str, Any]:
+    """Keywords for CORSMiddleware: a preset or none, and some of Starlette's keywords."""
+    options: dict[str, Any] = {}
+    preset = draw(st.sampled_from([None, "development", "public", "first-party", "strict"]))
+    if preset is not None:
+        options["preset"] = preset
+    for name in draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), unique=True)):
+        options[name] = draw(OPTION_VALUES[name])
+    if preset in ("first-party", "strict") and draw(st.integers(0, 7)):  # mostly with the origins they need
+        options["allow_origins"] = draw(st.lists(st.sampled_from([APP, OTHER, LOCAL]), min_size=1, unique=True))
+    return options
+
+
+@st.composite
+def cors_requests(draw: st.DrawFn) -> tuple[str, list[tuple[str, str]]]:
+    """Mostly preflights and requests with an Origin; some with parts missing or out of place."""
+    kind = draw(st.sampled_from(["preflight", "preflight", "simple", "mixed"]))
+    method = "OPTIONS" if kind == "preflight" else draw(st.sampled_from(["OPTIONS", "GET", "POST", "PUT"]))
+    headers: list[tuple[str, str]] = []
+    origin = draw(st.sampled_from(ORIGINS) if kind != "mixed" else st.sampled_from(ORIGINS) | st.none())
+    if origin is not None:
+        headers.append(("origin", origin))
+    methods = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "put"])
+    requested = draw(methods if kind == "preflight" else methods | st.none())
+    if requested is not None and kind != "simple":
+        headers.append(("access-control-request-method", requested))
+    names = draw(
+        st.none() | st.lists(st.sampled_from(["X-Token", "authorization", "Content-Type", "X-Other"]), min_size=1)
+    )
+    if names is not None:
+        headers.append(("access-control-request-headers", draw(st.sampled_from([", ", ","])).join(names)))
+    return method, headers
+
+
+async def asgi(app: ASGIApp, method: str, headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, response headers, body) of one request, called as plain ASGI."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "https",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"api.example.com"), *((name.encode(), value.encode()) for name, value in headers)],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 443),
+    }
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await app(scope, receive, send)
+    starts = [message for message in messages if message["type"] == "http.response.start"]
+    assert len(starts) == 1
+    response_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in starts[0]["headers"]]
+    return starts[0]["status"], response_headers, b"".join(message.get("body", b"") for message in messages[1:])
+
+
+def resolved(options: dict[str, Any]) -> tuple[list[str], str | None, bool, list[str], list[str]] | None:
+    """(origins, origin regex, credentials, methods, headers) from the README; None where it says "refused"."""
+    origins: list[str] = []
+    regex: str | None = None
+    credentials, methods, headers = False, ["GET"], list[str]()  # Starlette's defaults
+    preset = options.get("preset")
+    if preset is not None:
+        table_origins, credentials, methods, headers = PRESET_TABLE[preset]
+        if table_origins is None:
+            regex = "local"
+        else:
+            origins = table_origins
+    origins = options.get("allow_origins", origins)
+    regex = options.get("allow_origin_regex", regex)
+    credentials = options.get("allow_credentials", credentials)
+    methods = options.get("allow_methods", methods)
+    headers = options.get("allow_headers", headers)
+    if "*" in origins and credentials:
+        return None  # "allow_credentials=True with '*' in allow_origins" is refused
+    if preset in ("first-party", "strict") and ((not origins and regex is None) or "*" in origins):
+        return None  # these presets need named origins
+    return origins, regex, credentials, methods, headers
+
+
+def origin_allowed(origin: str, origins: list[str], regex: str | None) -> bool:
+    if "*" in origins or origin in origins:
+        return True
+    if regex == "local":
+        return LOCAL_ORIGIN.fullmatch(origin) is not None
+    return regex is not None and re.fullmatch(regex, origin) is not None
+
+
+def vary(headers: list[tuple[str, str]]) -> list[str]:
+    return [part.strip() for name, value in headers if name == "vary" for part in value.split(",")]
+
+
+@given(options=cors_options(), request=cors_requests())
+async def test_cors_decisions_follow_the_readme(
+    options: dict[str, Any], request: tuple[str, list[tuple[str, str]]]
+) -> None:
+    method, headers = request
+    settings = resolved(options)
+    if settings is None:
+        event("refused")
+        with pytest.raises(ValueError):
+            CORSMiddleware(reached_app, **options)
+        return
+    origins, regex, credentials, methods, allowed_headers = settings
+    status, response, body = await asgi(CORSMiddleware(reached_app, **options), method, headers)
+    got = dict(response)
+    sent = dict(headers)
+    origin = sent.get("origin")
+    allowed = origin is not None and origin_allowed(origin, origins, regex)
+    expected_origin = ("*" if "*" in origins and not credentials else origin) if allowed else None
+
+    assert "Origin" in vary(response)
+    if origin is not None and method == "OPTIONS" and "access-control-request-method" in sent:  # a preflight
+        event("preflight")
+        requested = [name.strip().lower() for name in sent.get("access-control-request-headers", "").split(",")]
+        headers_ok = (
+            "*" in allowed_headers
+            or "access-control-request-headers" not in sent
+            or all(name in SAFELISTED | {header.lower() for header in allowed_headers} for name in requested)
+        )
+        method_ok = sent["access-control-request-method"] in (
+            ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY"] if "*" in methods else methods
+        )
+        ok = allowed and method_ok and headers_ok
+        assert status == (200 if ok else 400), (status, body)
+        assert body != b"app"  # answered by the middleware, never by the app
+    else:
+        event("simple")
+        assert (status, body) == (200, b"app")
+    if allowed:
+        assert got.get("access-control-allow-origin") == expected_origin
+        assert got.get("access-control-allow-credentials") == ("true" if credentials else None)
+    elif "*" not in origins:
+        assert "access-control-allow-origin" not in got
+
+
+STARLETTE_OPTION_VALUES = {
+    **OPTION_VALUES,
+    "allow_origin_regex": st.sampled_from([SUBDOMAINS, r"^http://localhost(:[0-9]+)?$"]),
+    "allow_private_network": st.booleans(),
+    "expose_headers": st.lists(st.sampled_from(["X-Total-Count", "X-Request-Id"]), unique=True),
+    "max_age": st.integers(0, 7200),
+}
+
+
+@given(
+    names=st.lists(st.sampled_from(sorted(STARLETTE_OPTION_VALUES)), unique=True),
+    request=cors_requests(),
+    private_network=st.booleans(),
+    data=st.data(),
+)
+async def test_cors_answers_as_starlettes_for_the_settings_both_accept(
+    names: list[str], request: tuple[str, list[tuple[str, str]]], private_network: bool, data: st.DataObject
+) -> None:
+    options: dict[str, Any] = {name: data.draw(STARLETTE_OPTION_VALUES[name], label=name) for name in names}
+    try:
+        ours = CORSMiddleware(reached_app, **options)
+    except ValueError:
+        assume(False)
+    method, headers = request
+    if private_network:
+        headers = [*headers, ("access-control-request-private-network", "true")]
+
+    assert await asgi(ours, method, headers) == await asgi(
+        StarletteCORSMiddleware(reached_app, **options), method, headers
+    )
