@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import Phase, settings
 
 if TYPE_CHECKING:
     from browser import Browser, TwoOrigins
@@ -11,6 +12,17 @@ if TYPE_CHECKING:
 # The plugin's tests run pytest in a subprocess, as a user would. (The package's own plugin,
 # with `mw_client`, `mw_live_server` and the rest, loads through its entry point.)
 pytest_plugins = ["pytester"]
+
+# Property and fuzz tests (test_properties.py, test_fuzz.py): a short, reproducible run by default,
+# as in CI; `--hypothesis-profile=long` for many more random examples. No example database: nothing
+# is written into the repository, and a failure prints the example (and a blob to reproduce it).
+# No target phase: these tests call no `hypothesis.target()`, and the phase's lazy import, which
+# pytest rewrites while hypothesis has raised the recursion limit, trips CPython 3.11.7's
+# SystemError "AST constructor recursion depth mismatch" (see python/cpython#106905).
+PHASES = [phase for phase in Phase if phase is not Phase.target]
+settings.register_profile("default", max_examples=100, derandomize=True, database=None, deadline=None, phases=PHASES)
+settings.register_profile("long", max_examples=5_000, database=None, deadline=None, print_blob=True, phases=PHASES)
+settings.load_profile("default")
 
 
 @pytest.fixture(params=["asyncio", "trio"])
