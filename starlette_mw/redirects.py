@@ -84,6 +84,11 @@ class RedirectMiddleware(PlainMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self._table
         path: str = scope["path"]
+        if not path.startswith("/"):
+            # `OPTIONS *` (and a server that passes other targets on): no rule is about it, and
+            # joined to a host it would name another site.
+            await self.app(scope, receive, send)
+            return
         root_path: str = scope.get("root_path", "")
         # As paths.route_path, keeping the prefix: a relative Location goes back under the mount.
         if root_path and path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
