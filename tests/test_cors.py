@@ -271,6 +271,27 @@ REFUSED = [
     pytest.param({"allow_origins": ["https://App.example.com"]}, ValueError, "in lower case", id="upper-case"),
     pytest.param({"allow_origins": ["null"]}, ValueError, "allowing it allows every site", id="null"),
     pytest.param(
+        {"allow_origins": [APP + ":443"]},
+        ValueError,
+        "leave out the default port 443 of https, so write",
+        id="port-443",
+    ),
+    pytest.param(
+        {"allow_origins": ["http://app.example.com:80"]},
+        ValueError,
+        "so write 'http://app.example.com'",
+        id="port-80",
+    ),
+    pytest.param({"allow_origins": ["http://localhost:65536"]}, ValueError, "from 1 to 65535", id="port-too-big"),
+    pytest.param({"allow_origins": ["http://localhost:03000"]}, ValueError, "no leading zeros", id="port-zero-led"),
+    pytest.param({"allow_origins": ["http://localhost:0"]}, ValueError, "from 1 to 65535", id="port-zero"),
+    pytest.param({"allow_origins": ["https://app..com"]}, ValueError, "no part is empty", id="empty-label"),
+    pytest.param({"allow_origins": ["https://.example.com"]}, ValueError, "no part is empty", id="leading-dot"),
+    pytest.param({"allow_origins": ["https://-"]}, ValueError, "starts or ends with '-'", id="hyphen-host"),
+    pytest.param(
+        {"allow_origins": ["https://app-.example.com"]}, ValueError, "starts or ends with '-'", id="hyphen-end"
+    ),
+    pytest.param(
         {"allow_origins": ["https://*.example.com"]}, ValueError, "use allow_origin_regex=", id="star-subdomain"
     ),
     pytest.param({"allow_origins": APP}, TypeError, r"write allow_origins=\[", id="string-not-list"),
@@ -312,6 +333,25 @@ def test_mistakes_are_refused_at_construction_with_the_fix(
 ) -> None:
     with pytest.raises(error, match=message):
         CORSMiddleware(ASGI, **settings)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:1",
+        "http://localhost:65535",
+        "https://app.example.com:8443",
+        "http://app.example.com:443",  # not the default port of http
+        "http://127.0.0.1:8000",
+        "http://[::1]:3000",
+        "https://xn--bcher-kva.example",
+        "https://a--b.example.com",
+        "https://app.example.com.",  # browsers keep the root's dot
+    ],
+)
+def test_origins_as_browsers_send_them_are_accepted(origin: str) -> None:
+    http = client(Middleware(CORSMiddleware, allow_origins=[origin]))
+    assert http.get("/", headers=simple(origin)).headers["access-control-allow-origin"] == origin
 
 
 @pytest.mark.parametrize(
