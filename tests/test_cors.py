@@ -297,17 +297,7 @@ REFUSED = [
     pytest.param({"allow_origins": APP}, TypeError, r"write allow_origins=\[", id="string-not-list"),
     pytest.param({"allow_origin_regex": r"https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="unanchored"),
     pytest.param({"allow_origin_regex": r"^https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="no-end"),
-    pytest.param({"allow_origin_regex": r"^.*$"}, ValueError, "matches any origin", id="everything"),
-    pytest.param({"allow_origin_regex": r"^https?://.+$"}, ValueError, "matches any origin", id="any-host"),
-    pytest.param(
-        {"allow_origin_regex": r"^https://app\.example\.com.*$"}, ValueError, "lets anything follow", id="open-end"
-    ),
-    pytest.param(
-        {"allow_origin_regex": r"^https://app.example.com$"},
-        ValueError,
-        re.escape(r"escape it, as in '^https://app\\.example\\.com$'"),
-        id="unescaped-dot",
-    ),
+    pytest.param({"allow_origin_regex": r"^https://a\.example\.com|b$"}, ValueError, "not anchored", id="branch"),
     pytest.param({"allow_origin_regex": r"^https://(app$"}, ValueError, "not a valid regular expression", id="invalid"),
     pytest.param({"preset": "first-party"}, ValueError, "allows no origin by itself", id="first-party-no-origins"),
     pytest.param({"preset": "strict"}, ValueError, "allows no origin by itself", id="strict-no-origins"),
@@ -325,6 +315,42 @@ REFUSED = [
     pytest.param({"allow_credentials": "yes"}, TypeError, "must be True or False", id="credentials-not-bool"),
     pytest.param({"max_age": -1}, ValueError, "0 or more", id="negative-max-age"),
 ]
+
+
+# Each names the pattern, an origin it would wrongly allow, and the fix.
+REFUSED_REGEXES = [
+    pytest.param(r"^.*$", "matches any origin, such as 'https://attacker.invalid'", id="everything"),
+    pytest.param(r"^https?://.+$", "matches any origin", id="any-host"),
+    pytest.param(r"^(null|https://app\.example\.com)$", "matches 'null', which any page can send", id="null"),
+    pytest.param(
+        r"^https://(app|www).example\.com$", "'https://appxexample.com'.* escape the dot", id="bare-dot-group"
+    ),
+    pytest.param(r"^https://app.example.com$", "'https://appxexample.com'.* escape the dot", id="bare-dots"),
+    pytest.param(r"^https://[a-z]+.example\.com$", "'https://axexample.com'.* escape the dot", id="bare-dot-class"),
+    pytest.param(r"^https://.*example\.com$", "'https://attackerexample.com', a look-alike", id="no-dot-before"),
+    pytest.param(r"^https://[a-z]+\.com$", "'https://attackera.com', a look-alike", id="any-site-of-a-tld"),
+    pytest.param(r"^https://app\.example\.com.*$", "lets anything follow the host", id="open-end"),
+    pytest.param(r"^https://app\.example\.com(.*)$", "'https://app.example.com.attacker.invalid'", id="group-end"),
+    pytest.param(r"^https://app\.example\.com[^/]*$", "lets anything follow the host", id="not-slash-end"),
+    pytest.param(r"^https://app\.example\.com\S*$", "lets anything follow the host", id="non-space-end"),
+    pytest.param(r"^https://app\.example\.com.{0,40}$", "lets anything follow the host", id="bounded-end"),
+    pytest.param(r"^https://app\.example\.com(\..+)?$", "lets anything follow the host", id="optional-end"),
+    pytest.param(r"^https://app\.example\.com(\.[a-z]+)?$", "'https://app.example.com.attacker'", id="label-end"),
+    pytest.param(r"^(https://app\.example\.com.*)$", "lets anything follow the host", id="wrapped"),
+    pytest.param(r"^https://app\.example\.[a-z]+$", "'https://app.example.attacker'.* top-level", id="any-tld"),
+    pytest.param(r"^https://.*\.example\.com$", "'https://.example.com', which is not an origin", id="empty-label"),
+    pytest.param(r"^https://App\.example\.com$", "'https://App.example.com', which is not an origin", id="upper"),
+    pytest.param(r"^https://app\.example\.com(:443)?$", "'https://app.example.com:443', which is not", id="port"),
+    pytest.param(r"^https://(?!evil)[a-z]+\.example\.com$", "lookahead .* simpler pattern", id="lookahead"),
+    pytest.param(r"^https://(a)\1\.example\.com$", "uses a backreference, .* simpler pattern", id="backreference"),
+    pytest.param(r"^https://a\bb\.example\.com$", "simpler pattern", id="word-boundary"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "message"), REFUSED_REGEXES)
+def test_regexes_that_allow_other_sites_are_refused_with_an_origin_and_the_fix(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^allow_origin_regex={re.escape(repr(pattern))} .*{message}"):
+        CORSMiddleware(ASGI, allow_origin_regex=pattern)
 
 
 @pytest.mark.parametrize(("settings", "error", "message"), REFUSED)
@@ -355,17 +381,26 @@ def test_origins_as_browsers_send_them_are_accepted(origin: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern",
+    ("pattern", "origin"),
     [
-        r"^https://[a-z0-9-]+\.example\.com$",
-        r"^https://(app|admin)\.example\.com(:[0-9]+)?$",
-        r"^https://.*\.example\.com\Z",
-        r"^http://127\.0\.0\.1:[0-9]+$",
+        (r"^https://[a-z0-9-]+\.example\.com$", APP),
+        (r"^https://(app|admin)\.example\.com(:[0-9]+)?$", APP + ":8443"),
+        (r"^https://[a-z]+\.example\.com$", APP),
+        (r"^https://([a-z0-9-]+\.)+example\.com\Z", "https://a.b.example.com"),
+        (r"^https://.+\.example\.com$", APP),
+        (r"^http://127\.0\.0\.1:[0-9]+$", "http://127.0.0.1:5173"),
+        (r"^https://(app|www)\.example\.(com|org)$", "https://www.example.org"),
+        (r"^https://[a-z0-9-]+\.example\.co\.uk$", "https://app.example.co.uk"),
+        (r"(?i)^https://APP\.example\.com$", APP),
+        (r"^(https://app\.example\.com|http://localhost:[0-9]{4})$", "http://localhost:3000"),
+        (r"^https://app\.example\.com$|^https://www\.example\.com$", "https://www.example.com"),
     ],
 )
-def test_narrow_anchored_regexes_are_accepted(pattern: str) -> None:
+def test_narrow_anchored_regexes_are_accepted(pattern: str, origin: str) -> None:
     http = client(Middleware(CORSMiddleware, allow_origin_regex=pattern))
-    assert http.get("/", headers=simple("https://attacker.invalid")).headers.get("access-control-allow-origin") is None
+    assert http.get("/", headers=simple(origin)).headers.get("access-control-allow-origin") == origin
+    for other in ("https://attacker.invalid", "https://appxexample.com", "https://app.example.com.attacker.invalid"):
+        assert http.get("/", headers=simple(other)).headers.get("access-control-allow-origin") is None
 
 
 def test_policies_and_top_level_settings_do_not_mix() -> None:
