@@ -201,7 +201,8 @@ def timing(request: HTTPConnection | Scope, name: str, description: str | None =
 
 def _origin_list(value: object, option: str) -> list[str]:
     origins = [value] if isinstance(value, str) else value
-    if not isinstance(origins, Sequence):
+    # (bytes are a Sequence too, of ints: refused whole rather than as "origin 104 has type int")
+    if not isinstance(origins, Sequence) or isinstance(origins, bytes | bytearray | memoryview):
         raise TypeError(
             f"{option}={value!r} has type {type(value).__name__}; use '*', an origin such as "
             "'https://app.example.com', a list of origins, or a function of the request returning one."
