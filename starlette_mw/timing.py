@@ -96,6 +96,24 @@ class RequestMetrics:
         self.sent = True
         return list(self.entries)
 
+    # The handshake with CORSMiddleware (see _cors_timing.py): whichever of the two edits the
+    # response start last exposes the timing headers to the origin that CORS allowed.
+
+    def share_with_cors(self, headers: list[tuple[bytes, bytes]], origin: bytes) -> bool:
+        """CORS's side: expose the timing headers to `origin` in `headers` if Timing has added them
+        (it is outside CORS), and say so; otherwise leave `origin` for Timing and return False."""
+        if not self.sent:
+            self.cors_origin = origin
+            return False
+        expose_timing(headers, self.exposed, origin)
+        return True
+
+    def expose_to_cors(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Timing's side, once its headers are in `headers`: expose them to the origin that a
+        CORSMiddleware inside it allowed, if one did."""
+        if self.cors_origin is not None:
+            expose_timing(headers, self.exposed, self.cors_origin)
+
 
 def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:
     scope = request.scope if isinstance(request, HTTPConnection) else request
@@ -365,6 +383,5 @@ class TimingMiddleware(PlainMiddleware):
         timing_allow_origin = self._timing_allow_origin(scope)
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
-        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed the request's origin
-            expose_timing(headers, metrics.exposed, metrics.cors_origin)
+        metrics.expose_to_cors(headers)
         return headers
