@@ -14,6 +14,7 @@ from typing import Any, TypedDict, Unpack
 
 from starlette.middleware.cors import ALL_METHODS
 
+from starlette_mw._origin_regex import check_origin_regex
 from starlette_mw._origins import check_origin
 
 __all__ = ["PRESETS", "CORSOptions", "CORSPolicy", "check_options"]
@@ -76,10 +77,6 @@ _NEEDS_ORIGINS = frozenset({"first-party", "strict"})
 
 _OPTION_NAMES = tuple(CORSOptions.__annotations__)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Origins that a regex meant for some site should never match.
-_HOSTILE = ("https://attacker.invalid", "http://attacker.invalid:8080")
-# A '.' that is not escaped and not in a class, between two letters or digits: 'example.com'.
-_BARE_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[0-9A-Za-z])")
 
 
 def check_options(options: Mapping[str, object], who: str) -> None:
@@ -121,33 +118,6 @@ def _check_origins(origins: tuple[str, ...], credentials: bool) -> None:
             check_origin(origin, "allow_origins")
 
 
-def _unescaped_end(pattern: str, suffix: str) -> bool:
-    """Whether `pattern` ends with `suffix` that no backslash escapes."""
-    if not pattern.endswith(suffix):
-        return False
-    backslashes = len(pattern[: -len(suffix)]) - len(pattern[: -len(suffix)].rstrip("\\"))
-    return backslashes % 2 == 0
-
-
-def _bare_dots(pattern: str) -> list[int]:
-    """Where `pattern` has a '.' that matches any character but sits between two letters or digits."""
-    found = []
-    escaped = in_class = False
-    for index, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        # (Not after an escape such as '\d', which is a class, not a letter.)
-        elif char == "." and _BARE_DOT.match(pattern, index) and pattern[index - 2 : index - 1] != "\\":
-            found.append(index)
-    return found
-
-
 def _check_regex(pattern: object) -> None:
     if not isinstance(pattern, str):
         raise TypeError(
@@ -158,35 +128,7 @@ def _check_regex(pattern: object) -> None:
         regex = re.compile(pattern)
     except re.error as error:
         raise ValueError(f"allow_origin_regex={pattern!r} is not a valid regular expression: {error}.") from None
-    # Starlette matches the whole origin, but the same pattern in a proxy's or another framework's
-    # configuration is searched; a pattern that says where it starts and ends is safe in both.
-    if not pattern.startswith("^") or not (_unescaped_end(pattern, "$") or _unescaped_end(pattern, r"\Z")):
-        anchored = "^" + pattern.removeprefix("^")
-        anchored = anchored if _unescaped_end(anchored, "$") else anchored + "$"
-        raise ValueError(
-            f"allow_origin_regex={pattern!r} is not anchored; start it with '^' and end it with '$', "
-            f"as in {anchored!r}, so that it cannot match inside a longer origin."
-        )
-    for hostile in _HOSTILE:
-        if regex.fullmatch(hostile):
-            raise ValueError(
-                f"allow_origin_regex={pattern!r} matches any origin, such as {hostile!r}; name the sites, "
-                r"as in r'^https://[a-z0-9-]+\.example\.com$', or use allow_origins=['*'] without credentials."
-            )
-    body = pattern.removeprefix("^").removesuffix("$").removesuffix(r"\Z")
-    if any(_unescaped_end(body, tail) for tail in (".*", ".+", ".*?", ".+?")):
-        raise ValueError(
-            f"allow_origin_regex={pattern!r} lets anything follow the host, so an origin such as "
-            "'https://app.example.com.attacker.invalid' matches; end it with the port at most, "
-            r"as in r'^https://app\.example\.com(:[0-9]+)?$'."
-        )
-    dots = _bare_dots(pattern)
-    if dots:
-        escaped = "".join("\\." if index in dots else char for index, char in enumerate(pattern))
-        raise ValueError(
-            f"allow_origin_regex={pattern!r} has a '.' that matches any character, so 'example.com' also "
-            f"matches 'examplexcom' (a domain anyone can register); escape it, as in {escaped!r}."
-        )
+    check_origin_regex(pattern, regex)
 
 
 def _check_methods(methods: tuple[str, ...]) -> None:

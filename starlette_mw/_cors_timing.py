@@ -7,9 +7,10 @@ https://www.w3.org/TR/resource-timing/#sec-timing-allow-origin). Whichever of th
 edits the response start last adds both, so the order of the two in the stack does not matter:
 
 - CORS outside Timing: Timing has already added its headers when CORS's `send` sees the start;
-  CORS finds Timing's per-request record in the scope, marked sent, and calls `expose_timing`.
-- CORS inside Timing: CORS sees the start first; it leaves the origin it allowed on that record
-  (`cors_origin`), and Timing calls `expose_timing` when it adds its headers.
+  CORS finds Timing's per-request record in the scope (`RequestMetrics`), marked sent, and its
+  `share_with_cors` calls `expose_timing`.
+- CORS inside Timing: CORS sees the start first; `share_with_cors` leaves the origin it allowed
+  on that record, and Timing's `expose_to_cors` calls `expose_timing` when it adds its headers.
 """
 
 from __future__ import annotations

@@ -7,12 +7,43 @@ import re
 # RFC 6454 section 6.2: scheme "://" host [ ":" port ], in lower case, with no path, no trailing
 # slash and no user info. Browsers compare origins as strings (Fetch's CORS check and Resource
 # Timing's Timing-Allow-Origin check both do), so any other spelling silently never matches.
-_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::[0-9]{1,5})?")
+_ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]+))?")
+# A DNS label (RFC 1123 section 2.1): letters, digits and '-', not at either end. A host may end in
+# one '.' (the root), which browsers keep in the origin.
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+# The URL standard drops a scheme's default port, so an origin never carries it
+# (https://url.spec.whatwg.org/#default-port).
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _problem(value: str) -> str | None:
+    """Why `value` is not an origin a browser sends, or None if it is one."""
+    match = _ORIGIN.fullmatch(value)
+    if match is None:
+        return "form"
+    scheme, host, port = match.group("scheme", "host", "port")
+    if not host.startswith("["):
+        labels = host.removesuffix(".").split(".")
+        if not all(labels):
+            return "empty label"
+        if not all(map(_LABEL.fullmatch, labels)):  # (the host has only letters, digits, '.' and '-')
+            return "hyphen"
+    if port is not None:
+        if port.startswith("0") or int(port) > 65535:
+            return "port"
+        if _DEFAULT_PORTS.get(scheme) == port:
+            return "default port"
+    return None
 
 
 def is_origin(value: str) -> bool:
     """Whether `value` is an origin exactly as a browser would send it in an `Origin` header."""
-    return _ORIGIN.fullmatch(value) is not None
+    return _problem(value) is None
+
+
+def _without_default_port(value: str) -> str:
+    scheme, _, rest = value.partition("://")
+    return f"{scheme}://{rest.rpartition(':')[0]}"
 
 
 def check_origin(value: object, option: str) -> str:
@@ -22,7 +53,8 @@ def check_origin(value: object, option: str) -> str:
             f"{option} origin {value!r} has type {type(value).__name__}; write it as a string such as "
             "'https://app.example.com'."
         )
-    if is_origin(value):
+    problem = _problem(value)
+    if problem is None:
         return value
     fixed = value.strip()
     if fixed == "null":
@@ -31,10 +63,22 @@ def check_origin(value: object, option: str) -> str:
         hint = "any page can send 'null' (from a sandboxed iframe, say), so allowing it allows every site; leave it out"
     elif "://" not in fixed:
         hint = f"add the scheme, as in 'https://{fixed.strip('/')}'"
+    elif problem == "default port":
+        scheme, port = value.partition(":")[0], value.rpartition(":")[2]
+        hint = f"browsers leave out the default port {port} of {scheme}, so write {_without_default_port(value)!r}"
+    elif problem == "port":
+        hint = "a port is a number from 1 to 65535 with no leading zeros, as in 'http://localhost:3000'"
+    elif problem in ("empty label", "hyphen"):
+        hint = (
+            "each part of the host between dots is letters, digits and '-', where no part is empty and none "
+            "starts or ends with '-', as in 'https://app.example.com'"
+        )
     else:
         scheme, _, rest = fixed.partition("://")
         authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
         suggestion = f"{scheme.lower()}://{authority.lower()}"
+        if _problem(suggestion) == "default port":
+            suggestion = _without_default_port(suggestion)
         if is_origin(suggestion):
             hint = (
                 f"browsers send origins as scheme://host[:port] in lower case, with no path or trailing slash, "

@@ -18,7 +18,6 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
-from starlette_mw._cors_timing import expose_timing
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
@@ -54,10 +53,8 @@ def _share_with_timing(message: Message, metrics: RequestMetrics) -> Message:
     origin = next((value for name, value in headers if name.lower() == b"access-control-allow-origin"), None)
     if origin is None:  # the origin is not allowed (or the request had none)
         return message
-    if not metrics.sent:  # a TimingMiddleware outside this one adds its headers after us
-        metrics.cors_origin = origin
+    if not metrics.share_with_cors(headers, origin):  # a TimingMiddleware outside this one exposes them
         return message
-    expose_timing(headers, metrics.exposed, origin)
     return {**message, "headers": headers}
 
 
@@ -74,8 +71,9 @@ class CORSMiddleware(PlainMiddleware):
     value; without a preset, Starlette's defaults apply.
 
     Refused at construction, with the fix: credentials with origin "*", an origin that is not
-    `scheme://host[:port]`, an `allow_origin_regex` that is not anchored (`^...$`), matches any
-    origin or has an unescaped '.', a preset for named origins without any.
+    `scheme://host[:port]`, an `allow_origin_regex` that is not anchored (`^...$`) or matches an
+    origin of another site (any origin, `null`, a look-alike through an unescaped '.' or an open
+    end), a preset for named origins without any.
 
     What Starlette's own does not: the CORS headers and `Vary: Origin` on the 500 Starlette renders
     when an endpoint raises (in an app made with `starlette_mw.App` or passed to

@@ -96,6 +96,24 @@ class RequestMetrics:
         self.sent = True
         return list(self.entries)
 
+    # The handshake with CORSMiddleware (see _cors_timing.py): whichever of the two edits the
+    # response start last exposes the timing headers to the origin that CORS allowed.
+
+    def share_with_cors(self, headers: list[tuple[bytes, bytes]], origin: bytes) -> bool:
+        """CORS's side: expose the timing headers to `origin` in `headers` if Timing has added them
+        (it is outside CORS), and say so; otherwise leave `origin` for Timing and return False."""
+        if not self.sent:
+            self.cors_origin = origin
+            return False
+        expose_timing(headers, self.exposed, origin)
+        return True
+
+    def expose_to_cors(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Timing's side, once its headers are in `headers`: expose them to the origin that a
+        CORSMiddleware inside it allowed, if one did."""
+        if self.cors_origin is not None:
+            expose_timing(headers, self.exposed, self.cors_origin)
+
 
 def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:
     scope = request.scope if isinstance(request, HTTPConnection) else request
@@ -201,7 +219,8 @@ def timing(request: HTTPConnection | Scope, name: str, description: str | None =
 
 def _origin_list(value: object, option: str) -> list[str]:
     origins = [value] if isinstance(value, str) else value
-    if not isinstance(origins, Sequence):
+    # (bytes are a Sequence too, of ints: refused whole rather than as "origin 104 has type int")
+    if not isinstance(origins, Sequence) or isinstance(origins, bytes | bytearray | memoryview):
         raise TypeError(
             f"{option}={value!r} has type {type(value).__name__}; use '*', an origin such as "
             "'https://app.example.com', a list of origins, or a function of the request returning one."
@@ -373,6 +392,5 @@ class TimingMiddleware(PlainMiddleware):
                 name.lower() == b"vary" and b"origin" in value.lower() for name, value in headers
             ):
                 headers.append((b"vary", b"Origin"))
-        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed the request's origin
-            expose_timing(headers, metrics.exposed, metrics.cors_origin)
+        metrics.expose_to_cors(headers)
         return headers

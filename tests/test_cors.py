@@ -271,22 +271,33 @@ REFUSED = [
     pytest.param({"allow_origins": ["https://App.example.com"]}, ValueError, "in lower case", id="upper-case"),
     pytest.param({"allow_origins": ["null"]}, ValueError, "allowing it allows every site", id="null"),
     pytest.param(
+        {"allow_origins": [APP + ":443"]},
+        ValueError,
+        "leave out the default port 443 of https, so write",
+        id="port-443",
+    ),
+    pytest.param(
+        {"allow_origins": ["http://app.example.com:80"]},
+        ValueError,
+        "so write 'http://app.example.com'",
+        id="port-80",
+    ),
+    pytest.param({"allow_origins": ["http://localhost:65536"]}, ValueError, "from 1 to 65535", id="port-too-big"),
+    pytest.param({"allow_origins": ["http://localhost:03000"]}, ValueError, "no leading zeros", id="port-zero-led"),
+    pytest.param({"allow_origins": ["http://localhost:0"]}, ValueError, "from 1 to 65535", id="port-zero"),
+    pytest.param({"allow_origins": ["https://app..com"]}, ValueError, "no part is empty", id="empty-label"),
+    pytest.param({"allow_origins": ["https://.example.com"]}, ValueError, "no part is empty", id="leading-dot"),
+    pytest.param({"allow_origins": ["https://-"]}, ValueError, "starts or ends with '-'", id="hyphen-host"),
+    pytest.param(
+        {"allow_origins": ["https://app-.example.com"]}, ValueError, "starts or ends with '-'", id="hyphen-end"
+    ),
+    pytest.param(
         {"allow_origins": ["https://*.example.com"]}, ValueError, "use allow_origin_regex=", id="star-subdomain"
     ),
     pytest.param({"allow_origins": APP}, TypeError, r"write allow_origins=\[", id="string-not-list"),
     pytest.param({"allow_origin_regex": r"https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="unanchored"),
     pytest.param({"allow_origin_regex": r"^https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="no-end"),
-    pytest.param({"allow_origin_regex": r"^.*$"}, ValueError, "matches any origin", id="everything"),
-    pytest.param({"allow_origin_regex": r"^https?://.+$"}, ValueError, "matches any origin", id="any-host"),
-    pytest.param(
-        {"allow_origin_regex": r"^https://app\.example\.com.*$"}, ValueError, "lets anything follow", id="open-end"
-    ),
-    pytest.param(
-        {"allow_origin_regex": r"^https://app.example.com$"},
-        ValueError,
-        re.escape(r"escape it, as in '^https://app\\.example\\.com$'"),
-        id="unescaped-dot",
-    ),
+    pytest.param({"allow_origin_regex": r"^https://a\.example\.com|b$"}, ValueError, "not anchored", id="branch"),
     pytest.param({"allow_origin_regex": r"^https://(app$"}, ValueError, "not a valid regular expression", id="invalid"),
     pytest.param({"preset": "first-party"}, ValueError, "allows no origin by itself", id="first-party-no-origins"),
     pytest.param({"preset": "strict"}, ValueError, "allows no origin by itself", id="strict-no-origins"),
@@ -306,6 +317,42 @@ REFUSED = [
 ]
 
 
+# Each names the pattern, an origin it would wrongly allow, and the fix.
+REFUSED_REGEXES = [
+    pytest.param(r"^.*$", "matches any origin, such as 'https://attacker.invalid'", id="everything"),
+    pytest.param(r"^https?://.+$", "matches any origin", id="any-host"),
+    pytest.param(r"^(null|https://app\.example\.com)$", "matches 'null', which any page can send", id="null"),
+    pytest.param(
+        r"^https://(app|www).example\.com$", "'https://appxexample.com'.* escape the dot", id="bare-dot-group"
+    ),
+    pytest.param(r"^https://app.example.com$", "'https://appxexample.com'.* escape the dot", id="bare-dots"),
+    pytest.param(r"^https://[a-z]+.example\.com$", "'https://axexample.com'.* escape the dot", id="bare-dot-class"),
+    pytest.param(r"^https://.*example\.com$", "'https://attackerexample.com', a look-alike", id="no-dot-before"),
+    pytest.param(r"^https://[a-z]+\.com$", "'https://attackera.com', a look-alike", id="any-site-of-a-tld"),
+    pytest.param(r"^https://app\.example\.com.*$", "lets anything follow the host", id="open-end"),
+    pytest.param(r"^https://app\.example\.com(.*)$", "'https://app.example.com.attacker.invalid'", id="group-end"),
+    pytest.param(r"^https://app\.example\.com[^/]*$", "lets anything follow the host", id="not-slash-end"),
+    pytest.param(r"^https://app\.example\.com\S*$", "lets anything follow the host", id="non-space-end"),
+    pytest.param(r"^https://app\.example\.com.{0,40}$", "lets anything follow the host", id="bounded-end"),
+    pytest.param(r"^https://app\.example\.com(\..+)?$", "lets anything follow the host", id="optional-end"),
+    pytest.param(r"^https://app\.example\.com(\.[a-z]+)?$", "'https://app.example.com.attacker'", id="label-end"),
+    pytest.param(r"^(https://app\.example\.com.*)$", "lets anything follow the host", id="wrapped"),
+    pytest.param(r"^https://app\.example\.[a-z]+$", "'https://app.example.attacker'.* top-level", id="any-tld"),
+    pytest.param(r"^https://.*\.example\.com$", "'https://.example.com', which is not an origin", id="empty-label"),
+    pytest.param(r"^https://App\.example\.com$", "'https://App.example.com', which is not an origin", id="upper"),
+    pytest.param(r"^https://app\.example\.com(:443)?$", "'https://app.example.com:443', which is not", id="port"),
+    pytest.param(r"^https://(?!evil)[a-z]+\.example\.com$", "lookahead .* simpler pattern", id="lookahead"),
+    pytest.param(r"^https://(a)\1\.example\.com$", "uses a backreference, .* simpler pattern", id="backreference"),
+    pytest.param(r"^https://a\bb\.example\.com$", "simpler pattern", id="word-boundary"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "message"), REFUSED_REGEXES)
+def test_regexes_that_allow_other_sites_are_refused_with_an_origin_and_the_fix(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^allow_origin_regex={re.escape(repr(pattern))} .*{message}"):
+        CORSMiddleware(ASGI, allow_origin_regex=pattern)
+
+
 @pytest.mark.parametrize(("settings", "error", "message"), REFUSED)
 def test_mistakes_are_refused_at_construction_with_the_fix(
     settings: dict[str, Any], error: type[Exception], message: str
@@ -315,17 +362,45 @@ def test_mistakes_are_refused_at_construction_with_the_fix(
 
 
 @pytest.mark.parametrize(
-    "pattern",
+    "origin",
     [
-        r"^https://[a-z0-9-]+\.example\.com$",
-        r"^https://(app|admin)\.example\.com(:[0-9]+)?$",
-        r"^https://.*\.example\.com\Z",
-        r"^http://127\.0\.0\.1:[0-9]+$",
+        "http://localhost:1",
+        "http://localhost:65535",
+        "https://app.example.com:8443",
+        "http://app.example.com:443",  # not the default port of http
+        "http://127.0.0.1:8000",
+        "http://[::1]:3000",
+        "https://xn--bcher-kva.example",
+        "https://a--b.example.com",
+        "https://app.example.com.",  # browsers keep the root's dot
     ],
 )
-def test_narrow_anchored_regexes_are_accepted(pattern: str) -> None:
+def test_origins_as_browsers_send_them_are_accepted(origin: str) -> None:
+    http = client(Middleware(CORSMiddleware, allow_origins=[origin]))
+    assert http.get("/", headers=simple(origin)).headers["access-control-allow-origin"] == origin
+
+
+@pytest.mark.parametrize(
+    ("pattern", "origin"),
+    [
+        (r"^https://[a-z0-9-]+\.example\.com$", APP),
+        (r"^https://(app|admin)\.example\.com(:[0-9]+)?$", APP + ":8443"),
+        (r"^https://[a-z]+\.example\.com$", APP),
+        (r"^https://([a-z0-9-]+\.)+example\.com\Z", "https://a.b.example.com"),
+        (r"^https://.+\.example\.com$", APP),
+        (r"^http://127\.0\.0\.1:[0-9]+$", "http://127.0.0.1:5173"),
+        (r"^https://(app|www)\.example\.(com|org)$", "https://www.example.org"),
+        (r"^https://[a-z0-9-]+\.example\.co\.uk$", "https://app.example.co.uk"),
+        (r"(?i)^https://APP\.example\.com$", APP),
+        (r"^(https://app\.example\.com|http://localhost:[0-9]{4})$", "http://localhost:3000"),
+        (r"^https://app\.example\.com$|^https://www\.example\.com$", "https://www.example.com"),
+    ],
+)
+def test_narrow_anchored_regexes_are_accepted(pattern: str, origin: str) -> None:
     http = client(Middleware(CORSMiddleware, allow_origin_regex=pattern))
-    assert http.get("/", headers=simple("https://attacker.invalid")).headers.get("access-control-allow-origin") is None
+    assert http.get("/", headers=simple(origin)).headers.get("access-control-allow-origin") == origin
+    for other in ("https://attacker.invalid", "https://appxexample.com", "https://app.example.com.attacker.invalid"):
+        assert http.get("/", headers=simple(other)).headers.get("access-control-allow-origin") is None
 
 
 def test_policies_and_top_level_settings_do_not_mix() -> None:

@@ -436,6 +436,11 @@ def test_hostile_descriptions_on_the_wire_under_uvicorn(mw_live_server: LiveServ
         ({"timing_allow_origin": []}, ValueError, r"timing_allow_origin=\[\] allows no origin"),
         ({"timing_allow_origin": 5}, TypeError, r"timing_allow_origin=5 has type int"),
         ({"timing_allow_origin": [5]}, TypeError, r"origin 5 has type int"),
+        ({"timing_allow_origin": b"https://a.example"}, TypeError, r"=b'https://a.example' has type bytes; use"),
+        ({"timing_allow_origin": bytearray(b"*")}, TypeError, r"has type bytearray; use '\*'"),
+        ({"timing_allow_origin": "https://a.example:443"}, ValueError, r"port 443 .* write 'https://a.example'"),
+        ({"timing_allow_origin": "http://a.example:99999"}, ValueError, r"a port is a number from 1 to 65535"),
+        ({"timing_allow_origin": "https://a..example"}, ValueError, r"no part is empty"),
         ({"enabled": True}, TypeError, r"enabled=True is not callable"),
     ],
 )
