@@ -1,6 +1,6 @@
 """The whole middleware stack under a real uvicorn, in the four forms of `benchmarks.stacks`.
 
-Each form runs in its own uvicorn (one worker, h11, 127.0.0.1) and wrk loads them in turn, round
+Each form runs in its own uvicorn (one worker, 127.0.0.1; h11 and asyncio unless told otherwise) and wrk loads them in turn, round
 by round, with `GET /` from an allowed origin. It prints requests per second and latency
 percentiles (medians over rounds), each form's ratio to the bare app, and the project's targets:
 the package's middleware keeps at least 0.85 of the bare app's requests per second and at least
@@ -116,6 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per form; medians (default: 3)")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     parser.add_argument("--plot", type=Path, help="write an SVG bar chart of the ratios to this file")
+    parser.add_argument(
+        "--http",
+        default="h11",
+        choices=["h11", "httptools"],
+        help="uvicorn's HTTP protocol (default: h11, the one plain `pip install uvicorn` has)",
+    )
+    parser.add_argument(
+        "--loop", default="asyncio", choices=["asyncio", "uvloop"], help="uvicorn's event loop (default: asyncio)"
+    )
     args = parser.parse_args(argv)
     if min(args.duration, args.connections, args.rounds) < 1:
         parser.error("--duration, --connections and --rounds must be at least 1")
@@ -124,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     print(
-        f"uvicorn, 1 worker, h11, 127.0.0.1; wrk -t1 -c{args.connections} -d{args.duration}s --latency "
+        f"uvicorn, 1 worker, {args.http}, {args.loop}, 127.0.0.1; wrk -t1 -c{args.connections} -d{args.duration}s --latency "
         f"-H 'Origin: {ORIGIN}'; {args.rounds} rounds, medians; Python {sys.version.split()[0]}\n",
         flush=True,
     )
@@ -136,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration=args.duration,
             rounds=args.rounds,
             headers=[f"Origin: {ORIGIN}"],
+            server=["--http", args.http, "--loop", args.loop],
         )
     )
     passed = report(results)
