@@ -1,10 +1,11 @@
 """The whole middleware stack under a real uvicorn, in the four forms of `benchmarks.stacks`.
 
-Each form runs in its own uvicorn (one worker, 127.0.0.1; h11 and asyncio unless told otherwise) and wrk loads them in turn, round
-by round, with `GET /` from an allowed origin. It prints requests per second and latency
-percentiles (medians over rounds), each form's ratio to the bare app, and the project's targets:
-the package's middleware keeps at least 0.85 of the bare app's requests per second and at least
-three times what the FastAPI-tutorial way keeps. `--plot FILE.svg` draws the ratios.
+Each form runs in its own uvicorn (one worker, 127.0.0.1; h11 and asyncio unless told
+otherwise) and wrk loads them in turn, round by round, with `GET /` from an allowed origin. It
+prints requests per second and latency percentiles (medians over rounds), each form's ratio to
+the bare app, and the project's targets: the package's middleware keeps at least 0.85 of the
+bare app's requests per second and at least three times what the FastAPI-tutorial way keeps.
+`--plot FILE.svg` draws the ratios.
 
     python benchmarks/end_to_end.py [--duration S] [--rounds R] [--check] [--plot FILE.svg]
 """
@@ -132,9 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is not installed. On Debian or Ubuntu: sudo apt-get install -y wrk", file=sys.stderr)
         return 2
 
+    wrk = f"wrk -t1 -c{args.connections} -d{args.duration}s --latency -H 'Origin: {ORIGIN}'"
     print(
-        f"uvicorn, 1 worker, {args.http}, {args.loop}, 127.0.0.1; wrk -t1 -c{args.connections} -d{args.duration}s --latency "
-        f"-H 'Origin: {ORIGIN}'; {args.rounds} rounds, medians; Python {sys.version.split()[0]}\n",
+        f"uvicorn, 1 worker, {args.http}, {args.loop}, 127.0.0.1; {wrk}; {args.rounds} rounds, medians; "
+        f"Python {sys.version.split()[0]}\n",
         flush=True,
     )
     results = medians(

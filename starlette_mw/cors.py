@@ -18,10 +18,10 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
+from starlette_mw._metrics import RequestMetrics, metrics_of
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
-from starlette_mw.timing import RequestMetrics, metrics_of
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
