@@ -28,22 +28,28 @@ def check_loops(table: RuleTable) -> None:
             starts.add(unquote(urlsplit(rendered).path))
     if table.has_origin_rules:
         starts.add("/")
-    hosts = sorted(table.hosts) or ["localhost"]
+    # A host rule sends every request for its host elsewhere at once, so a loop through such a host
+    # shows from '/' (host rules form a cycle) or from the host it leads to; the paths start there.
+    hosts = sorted(table.hosts - table.host_rules.keys()) or ["localhost"]
     schemes = ("http", "https") if table.has_origin_rules else ("http",)
+    ends: set[tuple[str, str, str]] = set()  # states from which the redirects are known to stop
+    for host in sorted(table.host_rules):
+        for scheme in schemes:
+            _follow(table, (scheme, host, "/"), ends)
     for path in sorted(starts):
         if path.startswith("/"):
             for host in hosts:
                 for scheme in schemes:
-                    _follow(table, scheme, host, path)
+                    _follow(table, (scheme, host, path), ends)
 
 
-def _follow(table: RuleTable, scheme: str, host: str, path: str) -> None:
-    state = (scheme, host, path)
+def _follow(table: RuleTable, state: tuple[str, str, str], ends: set[tuple[str, str, str]]) -> None:
     seen = [state]
     hops: list[Decision] = []
     while True:
-        decision = table.decide(None, *state, "", b"")
+        decision = None if state in ends else table.decide(None, *state, "", b"")
         if decision is None or decision.location is None:
+            ends.update(seen)
             return
         location = decision.location
         if location.startswith("/"):
@@ -51,6 +57,7 @@ def _follow(table: RuleTable, scheme: str, host: str, path: str) -> None:
         else:
             url = urlsplit(location)
             if url.hostname not in table.hosts:
+                ends.update(seen)
                 return  # another site's business
             state = (url.scheme, url.netloc, unquote(url.path))
         hops.append(decision)

@@ -71,8 +71,12 @@ class Redirect:
 
     def __post_init__(self) -> None:
         # Stored as a frozenset so that rules compare and hash by value, whatever was passed.
-        if self.methods is not None and not isinstance(self.methods, str | frozenset):
-            object.__setattr__(self, "methods", frozenset(self.methods))
+        # Anything else is left as written, for the middleware to refuse with the rule's index.
+        if isinstance(self.methods, Iterable) and not isinstance(self.methods, str | frozenset):
+            try:
+                object.__setattr__(self, "methods", frozenset(self.methods))
+            except TypeError:  # unhashable names
+                object.__setattr__(self, "methods", tuple(self.methods))
 
     @classmethod
     def host(cls, source: str, target: str, *, status: Status | None = None) -> Redirect:

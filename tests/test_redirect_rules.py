@@ -50,6 +50,16 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect("/a", "/b", query="append")], {}, ValueError, "query='append' is not one of"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", methods="GET")], {}, TypeError, "methods='GET' must be a list"),
         ([Redirect("/a", "/b", methods=[])], {}, ValueError, "methods=[] matches no request"),
+        ([Redirect("/x", "/y"), Redirect("/a", "/b", methods=[1])], {}, TypeError, "rule 1: methods holds 1, which"),  # type: ignore[list-item]
+        ([Redirect("/a", "/b", methods=5)], {}, TypeError, "Redirect rule 0: methods=5 must be a list"),  # type: ignore[arg-type]
+        ([Redirect("/a", "/b", methods=[["GET"]])], {}, TypeError, "methods holds ['GET'], which"),  # type: ignore[list-item]
+        ([Redirect("/a", "/b", methods=["GET POST"])], {}, TypeError, "methods holds 'GET POST', which"),
+        (
+            [Redirect("/a", "/b"), Redirect("/x", "/y"), Redirect("/a", "/c", methods=["POST"])],
+            {},
+            ValueError,
+            "Redirect rule 2: source '/a' is already rule 0's, which matches every request this one would;",
+        ),
         ([Redirect("/a", "/b", if_not_found=1)], {}, TypeError, "if_not_found=1 must be True or False"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", kind="port")], {}, ValueError, "kind='port' is not"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", port=1)], {}, ValueError, "port=1 is for scheme rules only"),
@@ -70,6 +80,10 @@ def test_construction_errors(rules: list[Any], options: dict[str, Any], error: t
     with pytest.raises(error) as raised:
         build(*rules, **options)
     assert message in str(raised.value)
+
+
+def test_token_methods_and_exact_sources_split_by_method_are_accepted() -> None:
+    build(Redirect("/a", "/b", methods=["M-SEARCH"]), Redirect("/a", "/c", methods=["GET"]), Redirect("/a", "/d"))
 
 
 def test_rules_must_be_a_list() -> None:
