@@ -143,15 +143,26 @@ class Template:
                 self.params[name] = default
         self.parts.append((tail, "", "", in_query))
 
-    def render(self, groups: Mapping[str, str], query: Mapping[str, str], *, sample: bool = False) -> str | None:
+    def render(
+        self,
+        groups: Mapping[str, str],
+        query: Mapping[str, str],
+        *,
+        sample: bool = False,
+        raw: Mapping[str, str] | None = None,
+    ) -> str | None:
         """The target with values filled in, or None when a query parameter without a default is missing.
 
-        `sample=True` (the loop check) fills a missing parameter with a sample value instead.
+        `sample=True` (the loop check) fills a missing parameter with a sample value instead. `raw`
+        holds groups already percent-encoded as the client sent them, used in the path part.
         """
         out: list[str] = []
         for literal, kind, name, in_query in self.parts:
             out.append(literal)
             if kind == "group":
+                if raw is not None and name in raw and not in_query:
+                    out.append(raw[name])
+                    continue
                 value = groups.get(name) or ""
             elif kind == "param":
                 found = query.get(name, self.params[name])

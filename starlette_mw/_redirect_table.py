@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, quote, quote_from_bytes, urlencode
+from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote, urlencode
 
 from starlette_mw._redirect_index import PathIndex, PathRule, parse_query
 from starlette_mw._redirect_rules import GONE, HOST, PATH_SAFE, Redirect, Status, check_host, check_status
@@ -19,6 +19,7 @@ _QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
 # A relative Location the client will keep on this host: one '/', then anything printable but '/' or '\'.
 SAFE_RELATIVE = re.compile(r"/(?:[!-.0-\[\]-~][!-~]*)?")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +151,16 @@ class RuleTable:
         path: str,
         root_path: str,
         query_string: bytes,
+        raw_path: bytes | None = None,
         slash: bool = True,
     ) -> Decision | None:
-        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule."""
+        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule.
+
+        `raw_path` is the scope's, for `root_path + path`: what is copied unchanged into a Location
+        (the whole path for a host, scheme or trailing-slash redirect, a captured tail of the path)
+        is copied from it as the client sent it, so '%2F' stays '%2F' and '%E9' stays '%E9'.
+        """
+        raw = _raw(root_path + path, raw_path)
         origin = self.origin(scheme, host) if self.has_origin_rules else None
         found = self.index.find(path, method, query_string)
         get = method in ("GET", "HEAD", None)
@@ -163,14 +171,16 @@ class RuleTable:
                     return Decision(GONE, None, rule.if_not_found, rule=rule.index)
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
                 params = parse_query(query_string) if rule.template.params else {}
-                rendered = rule.template.render(groups, params, sample=method is None)
+                tails = _raw_tails(path, raw, groups) if raw is not None else None
+                rendered = rule.template.render(groups, params, sample=method is None, raw=tails)
                 if rendered is not None:
                     location = self._location(rendered, rule.query, root_path, query_string, origin)
                     if location is not None:
                         return Decision(rule.statuses[0 if get else 1], location, rule.if_not_found, rule=rule.index)
         if origin is not None:
             index, new_origin, statuses = origin
-            location = new_origin + quote(root_path + path, safe=PATH_SAFE) + _query("", query_string)
+            copied = raw if raw is not None else quote(root_path + path, safe=PATH_SAFE)
+            location = new_origin + copied + _query("", query_string)
             return Decision(statuses[0 if get else 1], location, rule=index)
         if self.trailing_slash is None or path == "/" or not slash:
             return None
@@ -183,10 +193,14 @@ class RuleTable:
         else:
             return None
         # A rule for the other form answers at once: one redirect rather than two.
-        ruled = self.decide(method, scheme, host, other, root_path, query_string, slash=False)
+        raw_other = None
+        if raw is not None:
+            raw_other = (raw + "/" if self.trailing_slash == "append" else raw.rstrip("/") or "/").encode("ascii")
+        ruled = self.decide(method, scheme, host, other, root_path, query_string, raw_other, slash=False)
         if ruled is not None and not ruled.if_not_found:
             return replace(ruled, via_slash=True)
-        location = quote(root_path + other, safe=PATH_SAFE) + _query("", query_string)
+        raw_copy = _raw(root_path + other, raw_other) if raw_other is not None else None
+        location = (raw_copy or quote(root_path + other, safe=PATH_SAFE)) + _query("", query_string)
         if not SAFE_RELATIVE.fullmatch(location.partition("?")[0]):
             return None
         return Decision(self.default[0 if get else 1], location, check_route=True)
@@ -220,6 +234,38 @@ class RuleTable:
             if origin is not None:
                 return origin[1] + target_path + query
         return target_path + query
+
+
+def _raw(path: str, raw_path: bytes | None) -> str | None:
+    """`raw_path` made safe for a header (anything but printable ASCII and valid escapes
+    percent-encoded), if it is how the client spelled `path`; None otherwise."""
+    if not raw_path:
+        return None
+    raw = _LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
+    return raw if unquote(raw) == path else None
+
+
+def _raw_tails(path: str, raw: str, groups: dict[str, str]) -> dict[str, str]:
+    """For each captured value that is a tail of the path, that tail as `raw` spells it."""
+    tails: dict[str, str] = {}
+    starts: list[int] | None = None
+    for name, value in groups.items():
+        if not value or not path.endswith(value):
+            continue
+        if starts is None:  # where in `raw` each byte of the decoded path starts
+            starts = []
+            position = 0
+            while position < len(raw):
+                starts.append(position)
+                position += 3 if raw[position] == "%" else 1
+        size = len(value.encode("utf-8", "surrogateescape"))
+        # A U+FFFD in the value may stand for one byte that was not UTF-8 ('%E9'): try that size too.
+        for bytes_ in dict.fromkeys((size, size - 2 * value.count("\ufffd"))):
+            tail = raw[starts[len(starts) - bytes_] :] if 0 < bytes_ <= len(starts) else None
+            if tail is not None and unquote(tail) == value:
+                tails[name] = tail
+                break
+    return tails
 
 
 def host_parts(host: str) -> tuple[str, str | None]:
