@@ -87,6 +87,17 @@ class RuleTable:
     def _add_origin_rule(self, index: int, rule: Redirect, default: tuple[int, int]) -> None:
         where = f"Redirect rule {index}"
         statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=False)
+        # These would be ignored: a host or scheme rule moves every request for its host or scheme.
+        for option, value, unset in (
+            ("methods", rule.methods, None),
+            ("query", rule.query, "keep"),
+            ("if_not_found", rule.if_not_found, False),
+        ):
+            if value != unset:
+                raise ValueError(
+                    f"{where}: {option}={value!r} does not apply to a {rule.kind} rule, which redirects every request "
+                    f"for its {rule.kind}; drop it, or use a path rule with an absolute target."
+                )
         if rule.port is not None and (
             rule.kind != "scheme" or isinstance(rule.port, bool) or not isinstance(rule.port, int)
         ):

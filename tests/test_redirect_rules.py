@@ -69,6 +69,19 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect.host("www.example.com", "exa mple.com")], {}, ValueError, "'exa mple.com' is not a host name"),
         ([Redirect.host("www.example.com:80", "example.com")], {}, ValueError, "has a port"),
         ([Redirect.host("example.com", "example.com:8000")], {}, ValueError, "redirects a host to itself"),
+        (
+            [Redirect("/x", "/y"), Redirect("a.example", "b.example", kind="host", methods=["GET"])],
+            {},
+            ValueError,
+            "Redirect rule 1: methods=frozenset({'GET'}) does not apply to a host rule",
+        ),
+        ([Redirect("a.example", "b.example", kind="host", query="drop")], {}, ValueError, "query='drop' does not"),
+        (
+            [Redirect("http", "https", kind="scheme", if_not_found=True)],
+            {"hosts": ["a.example"]},
+            ValueError,
+            "if_not_found=True does not apply to a scheme rule",
+        ),
         (["/a"], {}, TypeError, "Redirect rule 0: '/a' has type str; use starlette_mw.Redirect"),
         ([], {"trailing_slash": "add"}, ValueError, "trailing_slash='add' must be 'strip', 'append' or None"),
         ([], {"trailing_slash_if_route": True}, ValueError, "needs trailing_slash="),
@@ -180,3 +193,5 @@ def test_load_errors_for_other_inputs(tmp_path: Path) -> None:
         load_redirects({"source": "/a"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^load_redirects\(\): rule 0: key 'to' is not a Redirect option"):
         load_redirects([{"source": "/a", "to": "/b"}])
+    with pytest.raises(ValueError, match=r"^load_redirects\(\): Redirect rule 0: query='drop' does not apply"):
+        load_redirects([{"kind": "host", "source": "www.example.com", "target": "example.com", "query": "drop"}])
