@@ -26,6 +26,7 @@ from starlette_mw import CORSMiddleware as CORSMiddlewareMW
 
 __all__ = [
     "ORIGIN",
+    "REDIRECT_PATH",
     "VARIANTS",
     "Variant",
     "bare",
@@ -58,8 +59,8 @@ async def add_process_time_header(request: Request, call_next: CallNext) -> Resp
     return response
 
 
-def _app(*middleware: Middleware) -> Starlette:
-    return Starlette(routes=[Route("/", hello)], middleware=list(middleware))
+def _app(*middleware: Middleware, path: str = "/") -> Starlette:
+    return Starlette(routes=[Route(path, hello)], middleware=list(middleware))
 
 
 def bare() -> Starlette:
@@ -93,15 +94,22 @@ def timing() -> Starlette:
     return _app(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
 
 
+# The path the redirect variants are requested at: it matches no rule, but walks the rules' index
+# through the section that holds the last ten rules of either list (see `redirect_rules`).
+REDIRECT_PATH = "/s0/x/1"
+
+
 def redirect_rules(count: int) -> list[Redirect]:
-    """`count` rules of every path kind, none of which matches `/`: like a site's legacy URLs.
+    """`count` rules of every path kind, none of which matches `REDIRECT_PATH`: like a site's legacy URLs.
 
     Of each ten: six exact paths, two Starlette paths and two regexes, spread over as many first
-    path segments as there are rules (a site with 10,000 legacy URLs has many sections).
+    path segments as there are rules (a site with 10,000 legacy URLs has many sections). The
+    sections count down, so the last ten rules are in section 's0', the one `REDIRECT_PATH` walks:
+    the request meets its Starlette paths' wildcard and tries its two regexes, in either list.
     """
     rules: list[Redirect] = []
     for number in range(count):
-        section = f"s{number // 10}"
+        section = f"s{(count - 1 - number) // 10}"
         kind = number % 10
         if kind < 6:
             rules.append(Redirect(f"/{section}/page-{number}.html", f"/new/{section}/{number}"))
@@ -113,11 +121,11 @@ def redirect_rules(count: int) -> list[Redirect]:
 
 
 def redirects_10() -> Starlette:
-    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10)))
+    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10)), path=REDIRECT_PATH)
 
 
 def redirects_10000() -> Starlette:
-    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10_000)))
+    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10_000)), path=REDIRECT_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +134,7 @@ class Variant:
 
     label: str
     factory: Callable[[], Starlette]
+    path: str = "/"  # the path each benchmark request asks for; the app answers it with "hello"
 
     @property
     def import_string(self) -> str:
@@ -141,6 +150,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant(label="CORSMiddleware (Starlette)", factory=starlette_cors),
     Variant(label="TimingMiddleware", factory=timing),
     Variant(label="CORSMiddleware (starlette_mw)", factory=mw_cors),
-    Variant(label="RedirectMiddleware, 10 rules", factory=redirects_10),
-    Variant(label="RedirectMiddleware, 10,000 rules", factory=redirects_10000),
+    Variant(label="RedirectMiddleware, 10 rules", factory=redirects_10, path=REDIRECT_PATH),
+    Variant(label="RedirectMiddleware, 10,000 rules", factory=redirects_10000, path=REDIRECT_PATH),
 )

@@ -67,8 +67,8 @@ _HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def make_scope() -> Scope:
-    """A fresh scope as uvicorn builds one for `GET /` (Starlette writes into it, so never reuse one)."""
+def make_scope(path: str = "/") -> Scope:
+    """A fresh scope as uvicorn builds one for `GET path` (Starlette writes into it, so never reuse one)."""
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -78,8 +78,8 @@ def make_scope() -> Scope:
         "scheme": "http",
         "method": "GET",
         "root_path": "",
-        "path": "/",
-        "raw_path": b"/",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "headers": list(_HEADERS),
     }
@@ -104,42 +104,45 @@ async def send(message: Message) -> None:
     pass
 
 
-async def time_requests(app: ASGIApp, requests: int) -> float:
-    """Seconds per request, over `requests` sequential requests."""
+async def time_requests(app: ASGIApp, requests: int, path: str = "/") -> float:
+    """Seconds per request, over `requests` sequential requests for `path`."""
     gc.collect()  # start each batch with the same heap, not with the last batch's garbage
     start = time.perf_counter()
     for _ in range(requests):
-        await app(make_scope(), make_receive(), send)
+        await app(make_scope(path), make_receive(), send)
     return (time.perf_counter() - start) / requests
 
 
-async def check_response(label: str, app: ASGIApp) -> None:
-    """Fail early if an app does not answer `GET /` with 200 "hello": timing a broken app proves nothing."""
+async def check_response(label: str, app: ASGIApp, path: str = "/") -> None:
+    """Fail early if an app does not answer `GET path` with 200 "hello": timing a broken app proves nothing."""
     messages: list[Message] = []
 
     async def record(message: Message) -> None:
         messages.append(message)
 
-    await app(make_scope(), make_receive(), record)
+    await app(make_scope(path), make_receive(), record)
     status = messages[0].get("status") if messages else None
     body = b"".join(message.get("body", b"") for message in messages[1:])
     if status != 200 or body != b"hello":
-        raise RuntimeError(f"App {label!r} answered GET / with status {status} and body {body!r}, not 200 'hello'.")
+        raise RuntimeError(
+            f"App {label!r} answered GET {path} with status {status} and body {body!r}, not 200 'hello'."
+        )
 
 
 async def measure(variants: Sequence[Variant], requests: int, rounds: int) -> dict[str, list[float]]:
     """Seconds per request for each variant, one entry per round."""
     apps = {variant.label: variant.factory() for variant in variants}
+    paths = {variant.label: variant.path for variant in variants}
     for label, app in apps.items():
-        await check_response(label, app)
-        await time_requests(app, min(requests, 1000))  # warm up
+        await check_response(label, app, paths[label])
+        await time_requests(app, min(requests, 1000), paths[label])  # warm up
     results: dict[str, list[float]] = {label: [] for label in apps}
     labels = list(apps)
     for round_ in range(rounds):
         # Rotate the order so no app always runs first (or right after the same neighbour).
         shift = round_ % len(labels)
         for label in labels[shift:] + labels[:shift]:
-            results[label].append(await time_requests(apps[label], requests))
+            results[label].append(await time_requests(apps[label], requests, paths[label]))
     return results
 
 

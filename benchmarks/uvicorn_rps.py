@@ -84,7 +84,7 @@ def serve(variant: Variant, server: Sequence[str] = ()) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=ROOT)
     try:
         wait_for_port(port, process)
-        url = f"http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}{variant.path}"
         check_response(variant.label, url)
         yield url
     finally:
@@ -97,11 +97,11 @@ def serve(variant: Variant, server: Sequence[str] = ()) -> Iterator[str]:
 
 
 def check_response(label: str, url: str) -> None:
-    """Fail early if an app does not answer `GET /` with 200 "hello": timing a broken app proves nothing."""
+    """Fail early if an app does not answer its path with 200 "hello": timing a broken app proves nothing."""
     with urllib.request.urlopen(url, timeout=10) as response:
         status, body = response.status, response.read()
     if status != 200 or body != b"hello":
-        raise RuntimeError(f"App {label!r} answered GET / with status {status} and body {body!r}, not 200 'hello'.")
+        raise RuntimeError(f"App {label!r} answered GET {url} with status {status} and body {body!r}, not 200 'hello'.")
 
 
 def seconds(text: str) -> float:

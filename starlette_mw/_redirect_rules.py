@@ -71,8 +71,12 @@ class Redirect:
 
     def __post_init__(self) -> None:
         # Stored as a frozenset so that rules compare and hash by value, whatever was passed.
-        if self.methods is not None and not isinstance(self.methods, str | frozenset):
-            object.__setattr__(self, "methods", frozenset(self.methods))
+        # Anything else is left as written, for the middleware to refuse with the rule's index.
+        if isinstance(self.methods, Iterable) and not isinstance(self.methods, str | frozenset):
+            try:
+                object.__setattr__(self, "methods", frozenset(self.methods))
+            except TypeError:  # unhashable names
+                object.__setattr__(self, "methods", tuple(self.methods))
 
     @classmethod
     def host(cls, source: str, target: str, *, status: Status | None = None) -> Redirect:
@@ -139,15 +143,26 @@ class Template:
                 self.params[name] = default
         self.parts.append((tail, "", "", in_query))
 
-    def render(self, groups: Mapping[str, str], query: Mapping[str, str], *, sample: bool = False) -> str | None:
+    def render(
+        self,
+        groups: Mapping[str, str],
+        query: Mapping[str, str],
+        *,
+        sample: bool = False,
+        raw: Mapping[str, str] | None = None,
+    ) -> str | None:
         """The target with values filled in, or None when a query parameter without a default is missing.
 
-        `sample=True` (the loop check) fills a missing parameter with a sample value instead.
+        `sample=True` (the loop check) fills a missing parameter with a sample value instead. `raw`
+        holds groups already percent-encoded as the client sent them, used in the path part.
         """
         out: list[str] = []
         for literal, kind, name, in_query in self.parts:
             out.append(literal)
             if kind == "group":
+                if raw is not None and name in raw and not in_query:
+                    out.append(raw[name])
+                    continue
                 value = groups.get(name) or ""
             elif kind == "param":
                 found = query.get(name, self.params[name])

@@ -1,8 +1,7 @@
-"""The checked rules of a `RedirectMiddleware`, indexed so that a request's cost barely grows with their number.
+"""The checked rules of a `RedirectMiddleware`, and the answer to a request: which rule, what Location.
 
-Exact paths are a dictionary look-up. Starlette-path and regex rules are grouped by the literal
-first segment of their path ('/blog/{slug}' under 'blog'), so a request tries the few rules of its
-own first segment plus those that start with a parameter or an opaque regex.
+Path rules are found through `PathIndex` (see `_redirect_index.py`); host and scheme rules are
+dictionaries keyed by the request's host name and scheme.
 """
 
 from __future__ import annotations
@@ -10,38 +9,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, quote, quote_from_bytes, urlencode
+from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote, urlencode
 
-from starlette.routing import compile_path
+from starlette_mw._redirect_index import PathIndex, PathRule, parse_query
+from starlette_mw._redirect_rules import GONE, HOST, PATH_SAFE, Redirect, Status, check_host, check_status
 
-from starlette_mw._redirect_rules import (
-    GONE,
-    HOST,
-    PATH_SAFE,
-    QUERY_MODES,
-    Redirect,
-    Status,
-    Template,
-    check_host,
-    check_status,
-    compile_source,
-)
-
-# A regex whose text starts with a literal first segment: '^/u/(?P<id>\d+)$' under 'u'. A '|'
-# anywhere could put another branch first, so such patterns are tried for every request.
-_REGEX_HEAD = re.compile(r"\^?/([A-Za-z0-9_-]+)(?:/|\$?$)")
 # Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
 _QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
 # A relative Location the client will keep on this host: one '/', then anything printable but '/' or '\'.
 SAFE_RELATIVE = re.compile(r"/(?:[!-.0-\[\]-~][!-~]*)?")
-_SAMPLES = {
-    "StringConvertor": "x",
-    "PathConvertor": "x/y",
-    "IntegerConvertor": "1",
-    "FloatConvertor": "1.5",
-    "UUIDConvertor": "00000000-0000-0000-0000-000000000000",
-}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class OriginRule:
+    """A checked host or scheme rule: where it sends requests, on which port, with which statuses."""
+
+    index: int
+    target: str  # the new host name, or the new scheme
+    port: str | None
+    statuses: tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,114 +42,6 @@ class Decision:
     check_route: bool = False
     rule: int = -1  # the rule's index; -1 for the trailing-slash policy
     via_slash: bool = False  # the rule matched the path with its trailing slash added or stripped
-
-
-class PathRule:
-    __slots__ = (
-        "exact",
-        "first_segment",
-        "gone",
-        "if_not_found",
-        "index",
-        "methods",
-        "query",
-        "regex",
-        "required",
-        "sample",
-        "statuses",
-        "template",
-    )
-
-    def __init__(self, index: int, rule: Redirect, default: tuple[int, int]) -> None:
-        where = f"Redirect rule {index}"
-        self.index = index
-        self.exact, self.regex, groups = compile_source(rule.source, where)
-        self.sample = _sample(rule.source)
-        self.first_segment = _first_segment(rule.source, self.regex)
-        self.statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=True)
-        self.gone = self.statuses[0] == GONE
-        if rule.target is None and not self.gone:
-            raise ValueError(f"{where}: {rule.describe()} has no target; give one, or status=410 for Gone.")
-        if rule.target is not None and self.gone:
-            raise ValueError(f"{where}: status 410 (Gone) sends no Location, so drop the target {rule.target!r}.")
-        self.template = None if rule.target is None else Template(_text(rule.target, where, "target"), where)
-        if self.template is not None:
-            for name in sorted(self.template.groups - groups):
-                source = rule.source.pattern if isinstance(rule.source, re.Pattern) else rule.source
-                raise ValueError(
-                    f"{where}: target {rule.target!r} names group {name!r}, which pattern {source!r} does not define."
-                )
-        self.required = self.template is not None and None in self.template.params.values()
-        if rule.query not in QUERY_MODES:
-            raise ValueError(f"{where}: query={rule.query!r} is not one of 'keep', 'drop' or 'merge'.")
-        self.query = rule.query
-        self.methods = _methods(rule.methods, where)
-        if not isinstance(rule.if_not_found, bool):
-            raise TypeError(f"{where}: if_not_found={rule.if_not_found!r} must be True or False.")
-        self.if_not_found = rule.if_not_found
-        if rule.port is not None:
-            raise ValueError(f"{where}: port={rule.port!r} is for scheme rules only; put a port in an absolute target.")
-
-    def match(self, path: str, method: str | None, query_string: bytes) -> dict[str, str] | None:
-        if self.methods is not None and method is not None and method not in self.methods:
-            return None
-        groups: dict[str, str] = {}
-        if self.regex is not None:
-            found = self.regex.fullmatch(path)
-            if found is None:
-                return None
-            groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
-            groups.update((name, value or "") for name, value in found.groupdict().items())
-        if self.required and method is not None and self.template is not None:
-            present = parse_query(query_string)
-            if any(default is None and name not in present for name, default in self.template.params.items()):
-                return None
-        return groups
-
-
-def parse_query(query_string: bytes) -> dict[str, str]:
-    # As Starlette's request.query_params: blank values kept, the last of a repeated name wins.
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-
-
-def _text(value: object, where: str, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{where}: {what} {value!r} has type {type(value).__name__}; use a string.")
-    return value
-
-
-def _methods(methods: object, where: str) -> frozenset[str] | None:
-    if methods is None:
-        return None
-    if isinstance(methods, str) or not all(isinstance(method, str) and method.isalpha() for method in methods):  # type: ignore[attr-defined]
-        raise TypeError(f"{where}: methods={methods!r} must be a list of method names, such as ['GET', 'POST'].")
-    upper = frozenset(method.upper() for method in methods)  # type: ignore[attr-defined]
-    if not upper:
-        raise ValueError(f"{where}: methods=[] matches no request; pass None (the default) for every method.")
-    return upper | {"HEAD"} if "GET" in upper else upper
-
-
-def _sample(source: object) -> str | None:
-    """A path the source matches, for the loop check; None for a regex, which may match anything."""
-    if not isinstance(source, str):
-        return None
-    if "{" not in source:
-        return source
-    _, path_format, convertors = compile_path(source)
-    return path_format.format(**{name: _SAMPLES.get(type(c).__name__, "x") for name, c in convertors.items()})
-
-
-def _first_segment(source: object, regex: re.Pattern[str] | None) -> str | None:
-    """The literal first path segment of every path the source matches, or None if unknown."""
-    if isinstance(source, str):
-        segment = source[1:].split("/", 1)[0]
-        return None if "{" in segment else segment
-    if regex is None:
-        return None
-    head = _REGEX_HEAD.match(regex.pattern)
-    if head is None or "|" in regex.pattern or regex.flags & re.IGNORECASE:
-        return None
-    return head.group(1)
 
 
 class RuleTable:
@@ -179,8 +59,8 @@ class RuleTable:
         self.default = default
         self.trailing_slash = trailing_slash
         self.path_rules: list[PathRule] = []
-        self.host_rules: dict[str, tuple[int, str, str | None, tuple[int, int]]] = {}
-        self.scheme_rules: dict[str, tuple[int, str, str | None, tuple[int, int]]] = {}
+        self.host_rules: dict[str, OriginRule] = {}
+        self.scheme_rules: dict[str, OriginRule] = {}
         self.hosts = {check_host(host, "hosts=") for host in hosts}
         for index, rule in enumerate(rules):
             if not isinstance(rule, Redirect):
@@ -195,31 +75,29 @@ class RuleTable:
             else:
                 raise ValueError(f"Redirect rule {index}: kind={rule.kind!r} is not 'path', 'host' or 'scheme'.")
         if self.scheme_rules and not self.hosts:
-            index = min(entry[0] for entry in self.scheme_rules.values())
+            index = min(entry.index for entry in self.scheme_rules.values())
             raise ValueError(
                 f"Redirect rule {index}: a scheme rule builds an absolute Location, and the host in it must be one "
                 "the site is configured for, never the request's Host header; pass hosts=['example.com'] to "
                 "RedirectMiddleware."
             )
-        self.exact: dict[str, tuple[PathRule, ...]] = {}
-        buckets: dict[str, list[PathRule]] = {}
-        wildcards: list[PathRule] = []
-        for path_rule in self.path_rules:
-            if path_rule.exact is not None:
-                self.exact[path_rule.exact] = (*self.exact.get(path_rule.exact, ()), path_rule)
-            else:
-                segment = path_rule.first_segment
-                (wildcards if segment is None else buckets.setdefault(segment, [])).append(path_rule)
-        self.wildcards = tuple(wildcards)
-        self.buckets = {
-            segment: tuple(sorted([*bucket, *wildcards], key=lambda rule: rule.index))
-            for segment, bucket in buckets.items()
-        }
+        self.index = PathIndex(self.path_rules)
         self.has_origin_rules = bool(self.host_rules or self.scheme_rules)
 
     def _add_origin_rule(self, index: int, rule: Redirect, default: tuple[int, int]) -> None:
         where = f"Redirect rule {index}"
         statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=False)
+        # These would be ignored: a host or scheme rule moves every request for its host or scheme.
+        for option, value, unset in (
+            ("methods", rule.methods, None),
+            ("query", rule.query, "keep"),
+            ("if_not_found", rule.if_not_found, False),
+        ):
+            if value != unset:
+                raise ValueError(
+                    f"{where}: {option}={value!r} does not apply to a {rule.kind} rule, which redirects every request "
+                    f"for its {rule.kind}; drop it, or use a path rule with an absolute target."
+                )
         if rule.port is not None and (
             rule.kind != "scheme" or isinstance(rule.port, bool) or not isinstance(rule.port, int)
         ):
@@ -228,14 +106,14 @@ class RuleTable:
             raise ValueError(f"{where}: port={rule.port!r} is not a TCP port; use one from 1 to 65535.")
         if rule.kind == "host":
             source, target = check_host(rule.source, where), check_host(rule.target, where)
-            if HOST.fullmatch(source)["port"]:  # type: ignore[index]
+            if host_parts(source)[1] is not None:
                 raise ValueError(f"{where}: host rule source {source!r} has a port; match on the name alone.")
-            name, port = HOST.fullmatch(target).group("name", "port")  # type: ignore[union-attr]
+            name, port = host_parts(target)
             if name == source:
                 raise ValueError(f"{where}: host rule {source!r} -> {target!r} redirects a host to itself.")
             if source in self.host_rules:
-                raise ValueError(f"{where}: host {source!r} already has rule {self.host_rules[source][0]}.")
-            self.host_rules[source] = (index, name, port, statuses)
+                raise ValueError(f"{where}: host {source!r} already has rule {self.host_rules[source].index}.")
+            self.host_rules[source] = OriginRule(index, name, port, statuses)
             self.hosts.update((source, name))
         else:
             if (
@@ -249,26 +127,9 @@ class RuleTable:
                 )
             source = str(rule.source)
             if source in self.scheme_rules:
-                raise ValueError(f"{where}: scheme {source!r} already has rule {self.scheme_rules[source][0]}.")
+                raise ValueError(f"{where}: scheme {source!r} already has rule {self.scheme_rules[source].index}.")
             port = None if rule.port is None or str(rule.port) == _DEFAULT_PORTS[rule.target] else str(rule.port)
-            self.scheme_rules[source] = (index, rule.target, port, statuses)
-
-    def find(self, path: str, method: str | None, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
-        """The first path rule that matches, with its captured groups."""
-        best: tuple[PathRule, dict[str, str]] | None = None
-        for rule in self.exact.get(path, ()):
-            groups = rule.match(path, method, query_string)
-            if groups is not None:
-                best = rule, groups
-                break
-        end = path.find("/", 1)
-        for rule in self.buckets.get(path[1:end] if end > 0 else path[1:], self.wildcards):
-            if best is not None and rule.index > best[0].index:
-                break
-            groups = rule.match(path, method, query_string)
-            if groups is not None:
-                return rule, groups
-        return best
+            self.scheme_rules[source] = OriginRule(index, rule.target, port, statuses)
 
     def origin(self, scheme: str, host: str | None) -> tuple[int, str, tuple[int, int]] | None:
         """(first rule's index, new origin, statuses) when a host or scheme rule applies."""
@@ -280,13 +141,13 @@ class RuleTable:
         statuses = self.default
         host_rule = self.host_rules.get(name)
         if host_rule is not None:
-            index, name, target_port, statuses = host_rule
-            port = target_port or port
+            index, name, statuses = host_rule.index, host_rule.target, host_rule.statuses
+            port = host_rule.port or port
         scheme_rule = self.scheme_rules.get(scheme) if name in self.hosts else None
         if scheme_rule is not None:
-            if index is None or scheme_rule[0] < index:
-                index, statuses = scheme_rule[0], scheme_rule[3]
-            scheme, port = scheme_rule[1], scheme_rule[2]
+            if index is None or scheme_rule.index < index:
+                index, statuses = scheme_rule.index, scheme_rule.statuses
+            scheme, port = scheme_rule.target, scheme_rule.port
         if index is None:
             return None
         if port is not None and port == _DEFAULT_PORTS.get(scheme):
@@ -301,11 +162,18 @@ class RuleTable:
         path: str,
         root_path: str,
         query_string: bytes,
+        raw_path: bytes | None = None,
         slash: bool = True,
     ) -> Decision | None:
-        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule."""
+        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule.
+
+        `raw_path` is the scope's, for `root_path + path`: what is copied unchanged into a Location
+        (the whole path for a host, scheme or trailing-slash redirect, a captured tail of the path)
+        is copied from it as the client sent it, so '%2F' stays '%2F' and '%E9' stays '%E9'.
+        """
+        raw = _raw(root_path + path, raw_path)
         origin = self.origin(scheme, host) if self.has_origin_rules else None
-        found = self.find(path, method, query_string)
+        found = self.index.find(path, method, query_string)
         get = method in ("GET", "HEAD", None)
         if found is not None:
             rule, groups = found
@@ -314,14 +182,16 @@ class RuleTable:
                     return Decision(GONE, None, rule.if_not_found, rule=rule.index)
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
                 params = parse_query(query_string) if rule.template.params else {}
-                rendered = rule.template.render(groups, params, sample=method is None)
+                tails = _raw_tails(path, raw, groups) if raw is not None else None
+                rendered = rule.template.render(groups, params, sample=method is None, raw=tails)
                 if rendered is not None:
                     location = self._location(rendered, rule.query, root_path, query_string, origin)
                     if location is not None:
                         return Decision(rule.statuses[0 if get else 1], location, rule.if_not_found, rule=rule.index)
         if origin is not None:
             index, new_origin, statuses = origin
-            location = new_origin + quote(root_path + path, safe=PATH_SAFE) + _query("", query_string)
+            copied = raw if raw is not None else quote(root_path + path, safe=PATH_SAFE)
+            location = new_origin + copied + _query("", query_string)
             return Decision(statuses[0 if get else 1], location, rule=index)
         if self.trailing_slash is None or path == "/" or not slash:
             return None
@@ -334,10 +204,14 @@ class RuleTable:
         else:
             return None
         # A rule for the other form answers at once: one redirect rather than two.
-        ruled = self.decide(method, scheme, host, other, root_path, query_string, slash=False)
+        raw_other = None
+        if raw is not None:
+            raw_other = (raw + "/" if self.trailing_slash == "append" else raw.rstrip("/") or "/").encode("ascii")
+        ruled = self.decide(method, scheme, host, other, root_path, query_string, raw_other, slash=False)
         if ruled is not None and not ruled.if_not_found:
             return replace(ruled, via_slash=True)
-        location = quote(root_path + other, safe=PATH_SAFE) + _query("", query_string)
+        raw_copy = _raw(root_path + other, raw_other) if raw_other is not None else None
+        location = (raw_copy or quote(root_path + other, safe=PATH_SAFE)) + _query("", query_string)
         if not SAFE_RELATIVE.fullmatch(location.partition("?")[0]):
             return None
         return Decision(self.default[0 if get else 1], location, check_route=True)
@@ -371,6 +245,44 @@ class RuleTable:
             if origin is not None:
                 return origin[1] + target_path + query
         return target_path + query
+
+
+def _raw(path: str, raw_path: bytes | None) -> str | None:
+    """`raw_path` made safe for a header (anything but printable ASCII and valid escapes
+    percent-encoded), if it is how the client spelled `path`; None otherwise."""
+    if not raw_path:
+        return None
+    raw = _LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
+    return raw if unquote(raw) == path else None
+
+
+def _raw_tails(path: str, raw: str, groups: dict[str, str]) -> dict[str, str]:
+    """For each captured value that is a tail of the path, that tail as `raw` spells it."""
+    tails: dict[str, str] = {}
+    starts: list[int] | None = None
+    for name, value in groups.items():
+        if not value or not path.endswith(value):
+            continue
+        if starts is None:  # where in `raw` each byte of the decoded path starts
+            starts = []
+            position = 0
+            while position < len(raw):
+                starts.append(position)
+                position += 3 if raw[position] == "%" else 1
+        size = len(value.encode("utf-8", "surrogateescape"))
+        # A U+FFFD in the value may stand for one byte that was not UTF-8 ('%E9'): try that size too.
+        for bytes_ in dict.fromkeys((size, size - 2 * value.count("\ufffd"))):
+            tail = raw[starts[len(starts) - bytes_] :] if 0 < bytes_ <= len(starts) else None
+            if tail is not None and unquote(tail) == value:
+                tails[name] = tail
+                break
+    return tails
+
+
+def host_parts(host: str) -> tuple[str, str | None]:
+    """(name, port or None) of a host that `check_host` accepted."""
+    found = HOST.fullmatch(host)
+    return (found["name"], found["port"]) if found is not None else (host, None)
 
 
 def _query(target_query: str, query_string: bytes) -> str:

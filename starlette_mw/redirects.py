@@ -96,7 +96,15 @@ class RedirectMiddleware(PlainMiddleware):
         else:
             root_path = ""
         host = _host(scope) if table.has_origin_rules else None
-        decision = table.decide(scope["method"], scope["scheme"], host, path, root_path, scope["query_string"])
+        decision = table.decide(
+            scope["method"],
+            scope.get("scheme", "http"),
+            host,
+            path,
+            root_path,
+            scope["query_string"],
+            scope.get("raw_path"),
+        )
         if decision is None or (decision.check_route and self.trailing_slash_if_route and not _routed(scope, decision)):
             await self.app(scope, receive, send)
         elif decision.if_not_found:

@@ -52,6 +52,12 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
             "http://example.com/ -> (rule 1) https://example.com/ -> (rule 0) http://example.com/",
         ),
         ([Redirect("/{page:path}", "/p/{page}", if_not_found=True)], {}, "keep redirecting"),
+        (
+            [Redirect("/a", "/b", methods=["POST"], status=307), Redirect("/b", "/a", methods=["POST"], status=307)],
+            {},
+            "POST /a -> (rule 0) POST /b -> (rule 1) POST /a;",
+        ),
+        ([Redirect("/search", "/search?q={?q}", query="drop")], {}, "/search -> (rule 0) /search;"),
     ],
 )
 def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], message: str) -> None:
@@ -72,6 +78,12 @@ def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], messa
         ([Redirect.scheme("https"), Redirect("/a", "https://example.com/b")], {"hosts": ["example.com"]}),
         ([Redirect("/a", "http://other.example/a")], {}),  # another site's redirects are its own business
         ([Redirect("/{page}", "/p/{page}", if_not_found=True)], {}),  # '/p/x' has two segments
+        # Review finding 4: the target drops the parameter the rule needs, so it cannot match again.
+        ([Redirect("/search", "/search?q={?term}", query="drop")], {}),
+        # ... and the two rules never answer the same method.
+        ([Redirect("/login", "/login/", methods=["GET"]), Redirect("/login/", "/login", methods=["POST"])], {}),
+        # A 301 turns the POST into a GET, which neither rule answers.
+        ([Redirect("/a", "/b", methods=["POST"], status=301), Redirect("/b", "/a", methods=["POST"], status=301)], {}),
     ],
 )
 def test_rule_sets_without_loops_are_accepted(rules: list[Redirect], options: dict[str, Any]) -> None:

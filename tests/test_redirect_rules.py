@@ -50,6 +50,16 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect("/a", "/b", query="append")], {}, ValueError, "query='append' is not one of"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", methods="GET")], {}, TypeError, "methods='GET' must be a list"),
         ([Redirect("/a", "/b", methods=[])], {}, ValueError, "methods=[] matches no request"),
+        ([Redirect("/x", "/y"), Redirect("/a", "/b", methods=[1])], {}, TypeError, "rule 1: methods holds 1, which"),  # type: ignore[list-item]
+        ([Redirect("/a", "/b", methods=5)], {}, TypeError, "Redirect rule 0: methods=5 must be a list"),  # type: ignore[arg-type]
+        ([Redirect("/a", "/b", methods=[["GET"]])], {}, TypeError, "methods holds ['GET'], which"),  # type: ignore[list-item]
+        ([Redirect("/a", "/b", methods=["GET POST"])], {}, TypeError, "methods holds 'GET POST', which"),
+        (
+            [Redirect("/a", "/b"), Redirect("/x", "/y"), Redirect("/a", "/c", methods=["POST"])],
+            {},
+            ValueError,
+            "Redirect rule 2: source '/a' is already rule 0's, which matches every request this one would;",
+        ),
         ([Redirect("/a", "/b", if_not_found=1)], {}, TypeError, "if_not_found=1 must be True or False"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", kind="port")], {}, ValueError, "kind='port' is not"),  # type: ignore[arg-type]
         ([Redirect("/a", "/b", port=1)], {}, ValueError, "port=1 is for scheme rules only"),
@@ -59,6 +69,19 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect.host("www.example.com", "exa mple.com")], {}, ValueError, "'exa mple.com' is not a host name"),
         ([Redirect.host("www.example.com:80", "example.com")], {}, ValueError, "has a port"),
         ([Redirect.host("example.com", "example.com:8000")], {}, ValueError, "redirects a host to itself"),
+        (
+            [Redirect("/x", "/y"), Redirect("a.example", "b.example", kind="host", methods=["GET"])],
+            {},
+            ValueError,
+            "Redirect rule 1: methods=frozenset({'GET'}) does not apply to a host rule",
+        ),
+        ([Redirect("a.example", "b.example", kind="host", query="drop")], {}, ValueError, "query='drop' does not"),
+        (
+            [Redirect("http", "https", kind="scheme", if_not_found=True)],
+            {"hosts": ["a.example"]},
+            ValueError,
+            "if_not_found=True does not apply to a scheme rule",
+        ),
         (["/a"], {}, TypeError, "Redirect rule 0: '/a' has type str; use starlette_mw.Redirect"),
         ([], {"trailing_slash": "add"}, ValueError, "trailing_slash='add' must be 'strip', 'append' or None"),
         ([], {"trailing_slash_if_route": True}, ValueError, "needs trailing_slash="),
@@ -70,6 +93,10 @@ def test_construction_errors(rules: list[Any], options: dict[str, Any], error: t
     with pytest.raises(error) as raised:
         build(*rules, **options)
     assert message in str(raised.value)
+
+
+def test_token_methods_and_exact_sources_split_by_method_are_accepted() -> None:
+    build(Redirect("/a", "/b", methods=["M-SEARCH"]), Redirect("/a", "/c", methods=["GET"]), Redirect("/a", "/d"))
 
 
 def test_rules_must_be_a_list() -> None:
@@ -166,3 +193,5 @@ def test_load_errors_for_other_inputs(tmp_path: Path) -> None:
         load_redirects({"source": "/a"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^load_redirects\(\): rule 0: key 'to' is not a Redirect option"):
         load_redirects([{"source": "/a", "to": "/b"}])
+    with pytest.raises(ValueError, match=r"^load_redirects\(\): Redirect rule 0: query='drop' does not apply"):
+        load_redirects([{"kind": "host", "source": "www.example.com", "target": "example.com", "query": "drop"}])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -113,6 +114,22 @@ async def test_exact_rule_keeps_the_query_string_and_other_paths_pass() -> None:
     ],
 )
 async def test_pattern_rules(rule: Redirect, path: str, location: str) -> None:
+    assert (await call(make_app(rule), path)).location == location
+
+
+@pytest.mark.parametrize(
+    ("rule", "path", "location"),
+    [
+        (Redirect(re.compile(r"/item/?(?P<id>\d+)"), "/items/{id}"), "/item5", "/items/5"),
+        (Redirect(re.compile(r"/item/*(?P<id>\d+)"), "/items/{id}"), "/item5", "/items/5"),
+        (Redirect(re.compile(r"/item/{0,1}(?P<id>\d+)"), "/items/{id}"), "/item5", "/items/5"),
+        (Redirect(re.compile(r"/item/ ? (?P<id>\d+)", re.VERBOSE), "/items/{id}"), "/item5", "/items/5"),
+        (Redirect(re.compile(r"/item/(\d+)", re.IGNORECASE), "/items/{1}"), "/ITEM/5", "/items/5"),
+        (Redirect(re.compile(r"/item/(\d+)|/thing/(\d+)"), "/items/{1}{2}"), "/thing/5", "/items/5"),
+    ],
+)
+async def test_regex_rules_fire_for_every_path_they_match(rule: Redirect, path: str, location: str) -> None:
+    # Review finding: the regex was filed under its first segment though '/?' made it optional.
     assert (await call(make_app(rule), path)).location == location
 
 
@@ -323,6 +340,36 @@ async def test_trailing_slash(policy: Any, path: str, location: str | None) -> N
     assert (await call(app, path, query=b"a=1")).location == (location and location + "?a=1")
 
 
+@pytest.mark.parametrize(
+    ("raw", "host", "scheme", "location"),
+    [
+        (b"/files/a%2Fb", b"www.example.com", "http", "https://example.com/files/a%2Fb"),
+        (b"/caf%E9", b"www.example.com", "https", "https://example.com/caf%E9"),
+        (b"/files/a%2Fb/", b"example.com", "https", "/files/a%2Fb"),
+        (b"/a%3Bb%40c/", b"example.com", "https", "/a%3Bb%40c"),
+        (b"/docs/a%2Fb", b"example.com", "https", "/manual/a%2Fb"),
+        (b"/docs/caf%E9", b"example.com", "https", "/manual/caf%E9"),
+        (b"/go/%2F%2Fevil.example", b"example.com", "https", "/%2F%2Fevil.example"),
+        (b"/go//evil.example", b"example.com", "https", None),  # '//evil.example' would leave the site
+        (b"/100%/", b"example.com", "https", "/100%25"),
+    ],
+)
+async def test_copied_paths_keep_the_bytes_the_client_sent(
+    raw: bytes, host: bytes, scheme: str, location: str | None
+) -> None:
+    # Review finding: copies were rebuilt from the decoded path, so '/a%2Fb' became '/a/b'.
+    app = make_app(
+        Redirect.scheme("https"),
+        Redirect.host("www.example.com", "example.com"),
+        Redirect("/docs/{rest:path}", "/manual/{rest}"),
+        Redirect("/go/{rest:path}", "/{rest}"),
+        hosts=["example.com"],
+        trailing_slash="strip",
+    )
+    path = unquote(raw.decode("ascii"))
+    assert (await call(app, path, raw_path=raw, host=host, scheme=scheme)).location == location
+
+
 async def test_a_rule_for_the_other_form_answers_in_one_hop() -> None:
     app = make_app(Redirect("/old", "/new"), Redirect("/blog/{slug}/", "/posts/{slug}"), trailing_slash="strip")
     assert (await call(app, "/old/", query=b"a=1")).location == "/new?a=1"
@@ -341,6 +388,22 @@ async def test_trailing_slash_if_route() -> None:
     stripping = make_app(routes=routes, trailing_slash="strip", trailing_slash_if_route=True)
     assert (await call(stripping, "/without/")).location == "/without"
     assert (await call(stripping, "/with/")).status == 200
+
+
+async def test_a_scope_without_scheme_is_http() -> None:
+    # Review finding: a KeyError (500); the ASGI spec makes "scheme" optional, "http" by default.
+    middleware = RedirectMiddleware(make_app(), rules=[Redirect("/old", "/new")])
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/old", "root_path": "", "query_string": b"", "headers": []}
+    await middleware(scope, receive, send)
+    assert (messages[0]["status"], messages[0]["headers"][-1]) == (301, (b"location", b"/new"))
 
 
 async def test_other_scopes_pass_through() -> None:
