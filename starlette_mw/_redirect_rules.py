@@ -129,19 +129,21 @@ class Template:
                 f"{where}: target {target!r} starts with '//', which clients read as another host; "
                 "use one '/' for a path, or an absolute URL such as 'https://example.com/'."
             )
-        # (literal, "group" or "param", name, whether in the query part): the part decides the encoding.
-        self.parts: list[tuple[str, str, str, bool]] = []
+        # (literal, "group" or "param", name, whether in the query part, the placeholder's default):
+        # the part decides the encoding, and each `{?name=...}` keeps its own default.
+        self.parts: list[tuple[str, str, str, bool, str | None]] = []
         self.groups: set[str] = set()
+        # Each parameter, and its default; None if any of its placeholders has none (it is required).
         self.params: dict[str, str | None] = {}
         in_query = False
         for literal, kind, name, default in pieces:
             in_query = in_query or "?" in literal
-            self.parts.append((literal, kind, name, in_query))
+            self.parts.append((literal, kind, name, in_query, default))
             if kind == "group":
                 self.groups.add(name)
             else:
-                self.params[name] = default
-        self.parts.append((tail, "", "", in_query))
+                self.params[name] = default if self.params.get(name, default) is not None else None
+        self.parts.append((tail, "", "", in_query, None))
 
     def render(
         self,
@@ -157,7 +159,7 @@ class Template:
         holds groups already percent-encoded as the client sent them, used in the path part.
         """
         out: list[str] = []
-        for literal, kind, name, in_query in self.parts:
+        for literal, kind, name, in_query, default in self.parts:
             out.append(literal)
             if kind == "group":
                 if raw is not None and name in raw and not in_query:
@@ -165,7 +167,7 @@ class Template:
                     continue
                 value = groups.get(name) or ""
             elif kind == "param":
-                found = query.get(name, self.params[name])
+                found = query.get(name, default)
                 if found is None:
                     if not sample:
                         return None
