@@ -48,7 +48,7 @@ def _origin_list(value: object, option: str) -> list[str]:
     return ["*" if origin == "*" else check_origin(origin, option) for origin in origins]
 
 
-def _check_function(value: object, option: str) -> None:
+def _refuse_async(value: object, option: str) -> None:
     if is_async(value):
         raise TypeError(
             f"{option} function {value!r} is an 'async def' function; it runs for every request before the "
@@ -118,7 +118,7 @@ class TimingMiddleware(PlainMiddleware):
         if enabled is not None:
             if not callable(enabled):
                 raise TypeError(f"enabled={enabled!r} is not callable; pass a function of the request, or None.")
-            _check_function(enabled, "enabled=")
+            _refuse_async(enabled, "enabled=")
         self.enabled = enabled
 
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
@@ -136,7 +136,7 @@ class TimingMiddleware(PlainMiddleware):
         self._tao_function: Callable[[Request], Origins | None] | None = None
         self._tao: bytes | None = None
         if callable(timing_allow_origin):
-            _check_function(timing_allow_origin, "timing_allow_origin=")
+            _refuse_async(timing_allow_origin, "timing_allow_origin=")
             self._tao_function = timing_allow_origin
         elif timing_allow_origin is not None:
             origins = _origin_list(timing_allow_origin, "timing_allow_origin")
