@@ -118,10 +118,16 @@ class Template:
         self.origin = ""
         if not target.startswith("/"):
             url = urlsplit(target.split("{", 1)[0])
-            if url.scheme not in ("http", "https") or HOST.fullmatch(url.netloc) is None or not url.path:
+            host = HOST.fullmatch(url.netloc)
+            if url.scheme not in ("http", "https") or host is None or not url.path:
                 raise ValueError(
                     f"{where}: target {target!r} is neither a path starting with '/' nor an absolute http(s) URL "
                     "with a lowercase host and a path; use '/new' or 'https://example.com/new'."
+                )
+            if not valid_port(host["port"]):
+                raise ValueError(
+                    f"{where}: target {target!r} has port {host['port']!r}; use a port from 1 to 65535, "
+                    "no leading zero."
                 )
             self.origin = f"{url.scheme}://{url.netloc}"
         elif target.startswith(("//", "/\\")):
@@ -221,13 +227,21 @@ def compile_source(source: object, where: str) -> tuple[str | None, re.Pattern[s
     return None, re.compile(body), frozenset(convertors)
 
 
+def valid_port(port: str | None) -> bool:
+    """Whether a URL's port (None: none given) is one a client sends: 1 to 65535, no leading zero."""
+    return port is None or (port[:1] != "0" and 0 < int(port) < 65536)
+
+
 def check_host(value: object, where: str) -> str:
-    if not isinstance(value, str) or HOST.fullmatch(value.lower()) is None:
+    found = HOST.fullmatch(value.lower()) if isinstance(value, str) else None
+    if found is None:
         raise ValueError(
             f"{where}: {value!r} is not a host name; use a name such as 'example.com' (a port is allowed in a "
             "target: 'example.com:8443')."
         )
-    return value.lower()
+    if not valid_port(found["port"]):
+        raise ValueError(f"{where}: {value!r} has port {found['port']!r}; use a port from 1 to 65535, no leading zero.")
+    return found.group()
 
 
 def check_status(status: object, where: str, *, gone_allowed: bool) -> tuple[int, int]:

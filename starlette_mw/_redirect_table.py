@@ -12,7 +12,16 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote, urlencode
 
 from starlette_mw._redirect_index import PathIndex, PathRule, parse_query
-from starlette_mw._redirect_rules import GONE, HOST, PATH_SAFE, Redirect, Status, check_host, check_status
+from starlette_mw._redirect_rules import (
+    GONE,
+    HOST,
+    PATH_SAFE,
+    Redirect,
+    Status,
+    check_host,
+    check_status,
+    valid_port,
+)
 
 # Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
 _QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
@@ -62,6 +71,14 @@ class RuleTable:
         self.host_rules: dict[str, OriginRule] = {}
         self.scheme_rules: dict[str, OriginRule] = {}
         self.hosts = {check_host(host, "hosts=") for host in hosts}
+        for host in sorted(self.hosts):
+            if host_parts(host)[1] is not None:
+                # The port comes from the request, or from a scheme rule's port=: a host with a port
+                # here would never equal the name a request is compared by.
+                raise ValueError(
+                    f"hosts= holds {host!r}; list host names without a port, as in hosts=[{host_parts(host)[0]!r}] "
+                    "(the port comes from the request, or from a scheme rule's port=)."
+                )
         for index, rule in enumerate(rules):
             if not isinstance(rule, Redirect):
                 raise TypeError(
@@ -137,6 +154,8 @@ class RuleTable:
         if found is None:
             return None
         name, port = found.group("name", "port")
+        if not valid_port(port):
+            return None  # never copied into a Location; the request goes on unchanged
         index: int | None = None
         statuses = self.default
         host_rule = self.host_rules.get(name)

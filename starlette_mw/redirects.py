@@ -47,7 +47,7 @@ class RedirectMiddleware(PlainMiddleware):
       keeps its body), "temporary" (302 / 307), or 301, 302, 303, 307, 308.
     - `trailing_slash`: "strip" or "append" redirects paths no rule matched to the other form;
       `trailing_slash_if_route=True` only when the app's routes match the new path and not the old.
-    - `hosts`: the hosts the site answers to; a scheme rule redirects only requests for these.
+    - `hosts`: the host names (no port) the site answers to; a scheme rule redirects only requests for these.
 
     A Location is a path on the same host unless a rule names a host; the scheme is the ASGI
     scope's (so proxy headers count only where the server trusts them). A request that a rule

@@ -87,6 +87,19 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([], {"trailing_slash_if_route": True}, ValueError, "needs trailing_slash="),
         ([], {"hosts": "example.com"}, TypeError, "hosts='example.com' is not a list"),
         ([], {"hosts": ["bad host"]}, ValueError, "'bad host' is not a host name"),
+        # Review finding 1: hosts are names, compared with the request's name; and ports must be ports.
+        (
+            [Redirect.scheme()],
+            {"hosts": ["localhost:8000"]},
+            ValueError,
+            "hosts= holds 'localhost:8000'; list host names without a port, as in hosts=['localhost']",
+        ),
+        ([], {"hosts": ["example.com:0"]}, ValueError, "hosts=: 'example.com:0' has port '0'; use a port from 1"),
+        ([Redirect.host("a.com", "b.com:99999")], {}, ValueError, "rule 0: 'b.com:99999' has port '99999'; use"),
+        ([Redirect.host("a.com", "b.com:080")], {}, ValueError, "rule 0: 'b.com:080' has port '080'; use a port"),
+        ([Redirect("/a", "https://b.com:0/")], {}, ValueError, "rule 0: target 'https://b.com:0/' has port '0'"),
+        ([Redirect("/a", "http://b.com:080/{x}")], {}, ValueError, "has port '080'; use a port from 1 to 65535, no"),
+        ([Redirect("/a", "http://b.com:65536/")], {}, ValueError, "rule 0: target 'http://b.com:65536/' has port"),
     ],
 )
 def test_construction_errors(rules: list[Any], options: dict[str, Any], error: type[Exception], message: str) -> None:

@@ -285,6 +285,16 @@ async def test_host_rule_keeps_path_query_and_port() -> None:
     assert (await call(app, "/", host=b"example.com")).status == 200
 
 
+@pytest.mark.parametrize("port", [b"99999", b"080", b"0", b"65536"])
+async def test_a_host_header_port_that_is_not_a_port_is_never_copied(port: bytes) -> None:
+    # Review finding 1: the request goes on unchanged rather than to 'http://example.com:99999/x'.
+    app = make_app(Redirect.host("www.example.com", "example.com"), Redirect.scheme("https"), hosts=["example.com"])
+    for host in (b"www.example.com:" + port, b"example.com:" + port):
+        answer = await call(app, "/x", host=host)
+        assert (answer.status, answer.location) == (200, None)
+    assert (await call(app, "/x", host=b"www.example.com:65535")).location == "https://example.com/x"
+
+
 async def test_host_rule_to_a_port() -> None:
     app = make_app(Redirect.host("old.example.com", "example.com:8443"))
     assert (await call(app, "/x", host=b"old.example.com")).location == "http://example.com:8443/x"
