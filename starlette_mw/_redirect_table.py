@@ -70,6 +70,8 @@ class RuleTable:
         self.path_rules: list[PathRule] = []
         self.host_rules: dict[str, OriginRule] = {}
         self.scheme_rules: dict[str, OriginRule] = {}
+        # The port a scheme rule's port= gives its target scheme, by that scheme.
+        self.scheme_ports: dict[str, str | None] = {}
         self.hosts = {check_host(host, "hosts=") for host in hosts}
         for host in sorted(self.hosts):
             if host_parts(host)[1] is not None:
@@ -145,8 +147,9 @@ class RuleTable:
             source = str(rule.source)
             if source in self.scheme_rules:
                 raise ValueError(f"{where}: scheme {source!r} already has rule {self.scheme_rules[source].index}.")
-            port = None if rule.port is None or str(rule.port) == _DEFAULT_PORTS[rule.target] else str(rule.port)
+            port = None if rule.port is None else str(rule.port)  # a default port is dropped in origin()
             self.scheme_rules[source] = OriginRule(index, rule.target, port, statuses)
+            self.scheme_ports[rule.target] = port
 
     def origin(self, scheme: str, host: str | None) -> tuple[int, str, tuple[int, int]] | None:
         """(first rule's index, new origin, statuses) when a host or scheme rule applies."""
@@ -161,14 +164,16 @@ class RuleTable:
         host_rule = self.host_rules.get(name)
         if host_rule is not None:
             index, name, statuses = host_rule.index, host_rule.target, host_rule.statuses
-            port = host_rule.port or port
         scheme_rule = self.scheme_rules.get(scheme) if name in self.hosts else None
         if scheme_rule is not None:
             if index is None or scheme_rule.index < index:
                 index, statuses = scheme_rule.index, scheme_rule.statuses
-            scheme, port = scheme_rule.target, scheme_rule.port
+            scheme, port = scheme_rule.target, None  # the request's port was the other scheme's
         if index is None:
             return None
+        # The same port whichever scheme the request came on: a scheme rule's port= for its
+        # scheme, else the host rule's port, else the request's if the scheme stays.
+        port = self.scheme_ports.get(scheme) or (host_rule.port if host_rule is not None else None) or port
         if port is not None and port == _DEFAULT_PORTS.get(scheme):
             port = None
         return index, f"{scheme}://{name}" + (f":{port}" if port else ""), statuses

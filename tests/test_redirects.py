@@ -301,6 +301,24 @@ async def test_host_rule_to_a_port() -> None:
 
 
 @pytest.mark.parametrize(
+    ("scheme_rule", "location"),
+    [
+        (Redirect.scheme("https"), "https://example.com:8443/x"),  # the host rule's port
+        (Redirect.scheme("https", port=9443), "https://example.com:9443/x"),  # the scheme rule's port=
+        (Redirect.scheme("https", port=443), "https://example.com/x"),
+    ],
+)
+@pytest.mark.parametrize("request_scheme", ["http", "https"])
+async def test_a_host_rule_and_a_scheme_rule_give_one_port_whatever_the_request_scheme(
+    scheme_rule: Redirect, location: str, request_scheme: str
+) -> None:
+    # Review finding 2: http dropped the host rule's port, https kept it.
+    app = make_app(Redirect.host("www.example.com", "example.com:8443"), scheme_rule, hosts=["example.com"])
+    for host in (b"www.example.com", b"www.example.com:8000"):
+        assert (await call(app, "/x", host=host, scheme=request_scheme)).location == location
+
+
+@pytest.mark.parametrize(
     ("rule", "host", "location"),
     [
         (Redirect.scheme("https"), b"example.com", "https://example.com/p?q=1"),
