@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
-from urllib.parse import parse_qsl
 
 from starlette.convertors import CONVERTOR_TYPES
 from starlette.routing import compile_path
@@ -27,6 +26,7 @@ from starlette_mw._redirect_rules import (
     Template,
     check_status,
     compile_source,
+    query_params,
 )
 
 # A one-segment parameter of a Starlette path: a wildcard edge of the trie unless it is ':path'.
@@ -111,7 +111,7 @@ class PathRule:
             groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
             groups.update((name, value or "") for name, value in found.groupdict().items())
         if self.required and method is not None:
-            present = parse_query(query_string)
+            present = query_params(query_string)
             if any(name not in present for name in self.required):
                 return None
         return groups
@@ -201,11 +201,6 @@ class PathIndex:
             if groups is not None:
                 return rule, groups
         return best
-
-
-def parse_query(query_string: bytes) -> dict[str, str]:
-    # As Starlette's request.query_params: blank values kept, the last of a repeated name wins.
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
 
 
 def _text(value: object, where: str, what: str) -> str:

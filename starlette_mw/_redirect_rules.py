@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from starlette.routing import compile_path
 
@@ -29,6 +29,9 @@ _GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _LITERAL = re.compile(r"[!-~]*")
 # Safe characters of a path segment (RFC 3986 pchar, plus '/') and of a query component.
 PATH_SAFE = "/:@!$&'()*+,;="
+# Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
+QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
+LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # A host name or an IP address, with an optional port (RFC 3986 section 3.2.2), lowercase.
 HOST = re.compile(
     r"(?P<name>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|\[[0-9a-f:.]+\])"
@@ -53,11 +56,12 @@ class Redirect:
     A target is a path (`/new`, sent as a relative Location) or an absolute http(s) URL, which then
     names the only host it may send clients to. `{name}` / `{1}` put a captured value into the
     target, `{?name}` a query parameter of the request (without `=default`, a request lacking it
-    does not match); values are percent-encoded. `query`: "keep" (the request's query string
-    follows the target's own), "drop", or "merge" (the target's parameters replace the request's
-    of the same name). `status`: 301, 302, 303, 307, 308, "permanent" (301 for GET and HEAD, 308
-    otherwise), "temporary" (302 / 307), or None for the middleware's default. `methods` limits
-    the rule to some methods (GET brings HEAD). Rules are checked when the middleware is built.
+    does not match); captured values are percent-encoded, query parameters kept as sent. `query`:
+    "keep" (the request's query string follows the target's own), "drop", or "merge" (the target's
+    parameters replace the request's of the same name). `status`: 301, 302, 303, 307, 308,
+    "permanent" (301 for GET and HEAD, 308 otherwise), "temporary" (302 / 307), or None for the
+    middleware's default. `methods` limits the rule to some methods (GET brings HEAD). Rules are
+    checked when the middleware is built.
     """
 
     source: str | re.Pattern[str]
@@ -161,6 +165,7 @@ class Template:
     ) -> str | None:
         """The target with values filled in, or None when a query parameter without a default is missing.
 
+        `query` holds the request's parameters as sent (`query_params`), whose escapes are kept.
         `sample=True` (the loop check) fills a missing parameter with a sample value instead. `raw`
         holds groups already percent-encoded as the client sent them, used in the path part.
         """
@@ -173,16 +178,45 @@ class Template:
                     continue
                 value = groups.get(name) or ""
             elif kind == "param":
-                found = query.get(name, default)
-                if found is None:
+                sent = query.get(name)
+                if sent is not None:
+                    out.append(safe_query(sent) if in_query else _as_path(sent))
+                    continue
+                if default is None:
                     if not sample:
                         return None
-                    found = "x"
-                value = found
+                    default = "x"
+                value = default
             else:
                 continue
             out.append(quote(value, safe="" if in_query else PATH_SAFE))
         return "".join(out)
+
+
+def query_parts(query_string: bytes) -> list[tuple[str, str]]:
+    """(name, the part as sent) for each non-empty `&`-separated part of a query string.
+
+    The name is read as Starlette's `request.query_params` reads it (`parse_qsl`: up to the first
+    '=', '+' a space, escapes UTF-8); the part is the bytes as sent, in a latin-1 str.
+    """
+    text = query_string.decode("latin-1")
+    return [(unquote(part.partition("=")[0].replace("+", " ")), part) for part in text.split("&") if part]
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """Each parameter's value as sent, escapes kept; the last of a repeated name wins, as in Starlette."""
+    return {name: part.partition("=")[2] for name, part in query_parts(query_string)}
+
+
+def safe_query(sent: str) -> str:
+    """Query text as sent, escapes kept, with what a header cannot hold (controls, spaces,
+    non-ASCII) percent-encoded."""
+    return quote_from_bytes(sent.encode("latin-1"), safe=QUERY_SAFE)
+
+
+def _as_path(sent: str) -> str:
+    """A query value as sent, for a path: '+' is a space there, and '?' and a lone '%' are encoded."""
+    return LONE_PERCENT.sub("%25", quote_from_bytes(sent.replace("+", " ").encode("latin-1"), safe=PATH_SAFE + "%"))
 
 
 def _placeholder(inside: str, target: str, where: str) -> tuple[str, str, str | None]:

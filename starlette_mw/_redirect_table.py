@@ -9,26 +9,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote, urlencode
+from urllib.parse import quote, quote_from_bytes, unquote
 
-from starlette_mw._redirect_index import PathIndex, PathRule, parse_query
+from starlette_mw._redirect_index import PathIndex, PathRule
 from starlette_mw._redirect_rules import (
     GONE,
     HOST,
+    LONE_PERCENT,
     PATH_SAFE,
     Redirect,
     Status,
     check_host,
     check_status,
+    query_params,
+    query_parts,
+    safe_query,
     valid_port,
 )
 
-# Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
-_QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
 # A relative Location the client will keep on this host: one '/', then anything printable but '/' or '\'.
 SAFE_RELATIVE = re.compile(r"/(?:[!-.0-\[\]-~][!-~]*)?")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ class RuleTable:
                 if origin is None:
                     return Decision(GONE, None, rule.if_not_found, rule=rule.index)
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
-                params = parse_query(query_string) if rule.template.params else {}
+                params = query_params(query_string) if rule.template.params else {}
                 tails = _raw_tails(path, raw, groups) if raw is not None else None
                 rendered = rule.template.render(groups, params, sample=method is None, raw=tails)
                 if rendered is not None:
@@ -254,13 +255,14 @@ class RuleTable:
         elif mode == "drop" or not query_string:
             query = "?" + target_query if question else ""
         else:
-            merged = dict(parse_qsl(target_query, keep_blank_values=True))
-            pairs = list(merged.items()) + [
-                (name, value)
-                for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-                if name not in merged
+            # The request's parameters go through as sent (escapes, '+', no '=') unless the target
+            # has one of the same name.
+            ours = query_parts(target_query.encode("ascii"))
+            names = {name for name, _ in ours}
+            parts = [part for _, part in ours] + [
+                safe_query(part) for name, part in query_parts(query_string) if name not in names
             ]
-            query = "?" + urlencode(pairs) if pairs else ""
+            query = "?" + "&".join(parts) if parts else ""
         if target_path.startswith("/"):
             target_path = quote(root_path, safe=PATH_SAFE) + target_path
             # Whatever the captured values held, the client must stay on this host.
@@ -276,7 +278,7 @@ def _raw(path: str, raw_path: bytes | None) -> str | None:
     percent-encoded), if it is how the client spelled `path`; None otherwise."""
     if not raw_path:
         return None
-    raw = _LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
+    raw = LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
     return raw if unquote(raw) == path else None
 
 
@@ -311,6 +313,6 @@ def host_parts(host: str) -> tuple[str, str | None]:
 
 def _query(target_query: str, query_string: bytes) -> str:
     """The target's query, then the request's (made safe for a header), after a '?' if any."""
-    request_query = quote_from_bytes(query_string, safe=_QUERY_SAFE) if query_string else ""
+    request_query = safe_query(query_string.decode("latin-1")) if query_string else ""
     joined = "&".join(part for part in (target_query, request_query) if part)
     return "?" + joined if joined else ""

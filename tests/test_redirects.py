@@ -213,6 +213,39 @@ async def test_query_modes(query_mode: Any, target: str, query: bytes, location:
     assert (await call(app, "/old", query=query)).location == location
 
 
+@pytest.mark.parametrize(
+    ("query", "location"),
+    [
+        (b"b=%FF", "/new?a=1&b=%FF"),
+        (b"flag", "/new?a=1&flag"),
+        (b"x=%zz", "/new?a=1&x=%zz"),
+        (b"b=x+y&c=%2B&&d=%e9", "/new?a=1&b=x+y&c=%2B&d=%e9"),
+        (b"b=\xff \r\n", "/new?a=1&b=%FF%20%0D%0A"),
+        (b"a=2&%61=3&b=1", "/new?a=1&b=1"),  # '%61' is 'a', which the target replaces
+    ],
+)
+async def test_merge_passes_the_requests_parameters_on_as_sent(query: bytes, location: str) -> None:
+    # Review finding 3: parsed and re-encoded, '%FF' became '%EF%BF%BD', 'flag' 'flag=', '%zz' '%25zz'.
+    app = make_app(Redirect("/old", "/new?a=1", query="merge"))
+    assert (await call(app, "/old", query=query)).location == location
+
+
+@pytest.mark.parametrize(
+    ("target", "query", "location"),
+    [
+        ("/find?q={?term}", b"term=%FF", "/find?q=%FF"),
+        ("/find?q={?term}", b"term=a+b%26c/d?", "/find?q=a+b%26c/d?"),
+        ("/find?q={?term}", b"term=\xe9 x", "/find?q=%E9%20x"),
+        ("/find/{?term}", b"term=%FF", "/find/%FF"),
+        ("/find/{?term}", b"term=a+b%2Fc?d%z", "/find/a%20b%2Fc%3Fd%25z"),
+        ("/find?q={?term=a b}", b"", "/find?q=a%20b"),  # a default is text, encoded as before
+    ],
+)
+async def test_query_placeholders_keep_the_value_as_sent(target: str, query: bytes, location: str) -> None:
+    app = make_app(Redirect("/search", target, query="drop"))
+    assert (await call(app, "/search", query=query)).location == location
+
+
 async def test_kept_query_bytes_are_made_safe_for_the_header() -> None:
     app = make_app(Redirect("/old", "/new"))
     answer = await call(app, "/old", query=b"a=\r\nSet-Cookie: x=1&b=\xff\x00")
