@@ -139,6 +139,7 @@ class Template:
                 f"{where}: target {target!r} starts with '//', which clients read as another host; "
                 "use one '/' for a path, or an absolute URL such as 'https://example.com/'."
             )
+        _check_dot_segments(target, self.origin, where)
         # (literal, "group" or "param", name, whether in the query part, the placeholder's default):
         # the part decides the encoding, and each `{?name=...}` keeps its own default.
         self.parts: list[tuple[str, str, str, bool, str | None]] = []
@@ -217,6 +218,33 @@ def safe_query(sent: str) -> str:
 def _as_path(sent: str) -> str:
     """A query value as sent, for a path: '+' is a space there, and '?' and a lone '%' are encoded."""
     return LONE_PERCENT.sub("%25", quote_from_bytes(sent.replace("+", " ").encode("latin-1"), safe=PATH_SAFE + "%"))
+
+
+def _check_dot_segments(target: str, origin: str, where: str) -> None:
+    """Refuse '.' and '..' segments (also as '%2e'): clients resolve them before they follow the
+    Location, so the loop check, which follows the Location as written, would miss loops."""
+    query = re.search(r"\?(?![^{}]*\})", target)  # the first '?' outside a placeholder
+    end = query.start() if query is not None else len(target)
+    path = target[len(origin) : end]
+    segments = _PLACEHOLDER.sub("\0", path).split("/")
+    if not any(segment.lower().replace("%2e", ".") in (".", "..") for segment in segments):
+        return
+    resolved: list[str] = []
+    parts = path.split("/")[1:]
+    for number, segment in enumerate(parts):
+        dots = segment.lower().replace("%2e", ".")
+        if dots == ".." and resolved:
+            resolved.pop()
+        if dots in (".", ".."):
+            if number == len(parts) - 1:
+                resolved.append("")
+        else:
+            resolved.append(segment)
+    fixed = origin + "/" + "/".join(resolved) + target[end:]
+    raise ValueError(
+        f"{where}: target {target!r} has a '.' or '..' segment, which clients resolve before they follow it; "
+        f"write the resolved target, {fixed!r}."
+    )
 
 
 def _placeholder(inside: str, target: str, where: str) -> tuple[str, str, str | None]:

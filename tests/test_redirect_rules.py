@@ -100,12 +100,27 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect("/a", "https://b.com:0/")], {}, ValueError, "rule 0: target 'https://b.com:0/' has port '0'"),
         ([Redirect("/a", "http://b.com:080/{x}")], {}, ValueError, "has port '080'; use a port from 1 to 65535, no"),
         ([Redirect("/a", "http://b.com:65536/")], {}, ValueError, "rule 0: target 'http://b.com:65536/' has port"),
+        # Review finding 4: clients resolve dot segments, so '/a/x/../b' is '/a/b', a loop the check missed.
+        (
+            [Redirect("/x", "/y"), Redirect("/a/b", "/a/x/../b")],
+            {},
+            ValueError,
+            "Redirect rule 1: target '/a/x/../b' has a '.' or '..' segment, which clients resolve before they "
+            "follow it; write the resolved target, '/a/b'.",
+        ),
+        ([Redirect("/a/b", "/a/%2e%2E/a/b")], {}, ValueError, "write the resolved target, '/a/b'."),
+        ([Redirect("/a/b", "/a/./c?q=../d")], {}, ValueError, "write the resolved target, '/a/c?q=../d'."),
+        ([Redirect("/a/{x}", "https://b.com/{x}/..")], {}, ValueError, "write the resolved target, 'https://b.com/'."),
     ],
 )
 def test_construction_errors(rules: list[Any], options: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error) as raised:
         build(*rules, **options)
     assert message in str(raised.value)
+
+
+def test_dots_that_are_not_dot_segments_are_accepted() -> None:
+    build(Redirect("/a", "/b/.../c/.d/e..?x=/../"), Redirect("/c", "/d?q={?r}"))
 
 
 def test_token_methods_and_exact_sources_split_by_method_are_accepted() -> None:
