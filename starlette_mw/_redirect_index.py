@@ -38,13 +38,24 @@ _REGEX_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 _QUANTIFIERS = frozenset("?*+{|")
 # A method is an RFC 9110 token: '!#$%&'*+-.^_`|~', digits and letters ('M-SEARCH').
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_SAMPLES = {
-    "StringConvertor": "x",
-    "PathConvertor": "x/y",
-    "IntegerConvertor": "1",
-    "FloatConvertor": "1.5",
-    "UUIDConvertor": "00000000-0000-0000-0000-000000000000",
-}
+# Values the loop check fills parameters with: plain ones, then unlikely ones, which an exact
+# rule for the same place ('/p/x' before '/p/{x}') does not take over.
+_SAMPLES = (
+    {
+        "StringConvertor": "x",
+        "PathConvertor": "x/y",
+        "IntegerConvertor": "1",
+        "FloatConvertor": "1.5",
+        "UUIDConvertor": "00000000-0000-0000-0000-000000000000",
+    },
+    {
+        "StringConvertor": "zq7",
+        "PathConvertor": "zq7/zq8",
+        "IntegerConvertor": "917",
+        "FloatConvertor": "917.5",
+        "UUIDConvertor": "00000000-0000-0000-0000-000000000917",
+    },
+)
 _by_index = attrgetter("index")
 
 
@@ -61,7 +72,7 @@ class PathRule:
         "query",
         "regex",
         "required",
-        "sample",
+        "samples",
         "source",
         "statuses",
         "template",
@@ -72,7 +83,7 @@ class PathRule:
         self.index = index
         self.source = rule.source.pattern if isinstance(rule.source, re.Pattern) else rule.source
         self.exact, self.regex, groups = compile_source(rule.source, where)
-        self.sample = _sample(rule.source)
+        self.samples = _samples(rule.source)
         self.prefix = _prefix(rule.source, self.regex)
         self.statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=True)
         self.gone = self.statuses[0] == GONE
@@ -226,14 +237,17 @@ def check_methods(methods: object, where: str) -> frozenset[str] | None:
     return upper | {"HEAD"} if "GET" in upper else upper
 
 
-def _sample(source: object) -> str | None:
-    """A path the source matches, for the loop check; None for a regex, which may match anything."""
+def _samples(source: object) -> tuple[str, ...]:
+    """Paths the source matches, for the loop check; none for a regex, which may match anything."""
     if not isinstance(source, str):
-        return None
+        return ()
     if "{" not in source:
-        return source
+        return (source,)
     _, path_format, convertors = compile_path(source)
-    return path_format.format(**{name: _SAMPLES.get(type(c).__name__, "x") for name, c in convertors.items()})
+    return tuple(
+        path_format.format(**{name: values.get(type(c).__name__, "x") for name, c in convertors.items()})
+        for values in _SAMPLES
+    )
 
 
 def _prefix(source: object, regex: re.Pattern[str] | None) -> tuple[list[str | None], bool]:
