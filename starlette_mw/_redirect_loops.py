@@ -37,9 +37,10 @@ def check_loops(table: RuleTable) -> None:
         named |= rule.methods or set()
         required |= rule.required
         starts.update(rule.samples)
-        for value in GROUP_SAMPLES if rule.template is not None else ():
-            rendered = rule.template.render(dict.fromkeys(rule.template.groups, value), {}, sample=True) or ""
-            starts.add(unquote(urlsplit(rendered).path))
+        if rule.template is not None:
+            for value in GROUP_SAMPLES:
+                rendered = rule.template.render(dict.fromkeys(rule.template.groups, value), {}, sample=True) or ""
+                starts.add(unquote(urlsplit(rendered).path))
     if table.has_origin_rules:
         starts.add("/")
     methods = sorted(named | {"GET", next(m for m in ("POST", "X-UNNAMED") if m not in named)})
