@@ -210,6 +210,33 @@ def test_load_errors_name_the_file_the_rule_and_the_key(tmp_path: Path, text: st
     assert message in str(raised.value)
 
 
+def test_load_errors_for_a_file_that_is_not_utf8_or_that_loops(tmp_path: Path) -> None:
+    # Review finding 6: a bare UnicodeDecodeError named no file; a loop showed only at the middleware.
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[[redirects]]\nsource = "/caf\xe9"\ntarget = "/b"\n')
+    with pytest.raises(
+        ValueError, match=r"latin1\.toml: not UTF-8 text \(byte 0xe9 at offset 28\); save the file as UTF-8"
+    ):
+        load_redirects(latin1)
+    looping = tmp_path / "loop.json"
+    looping.write_text(json.dumps([{"source": "/a", "target": "/b"}, {"source": "/b", "target": "/a"}]))
+    with pytest.raises(ValueError) as raised:
+        load_redirects(looping)
+    assert str(raised.value).startswith(f"{looping}: Redirect rule 0: the rules redirect in a loop: /a -> (rule 0) /b")
+    with pytest.raises(ValueError, match=r"^load_redirects\(\): Redirect rule 0: the rules redirect in a loop"):
+        load_redirects([{"source": "/a", "target": "/a"}])
+
+
+def test_loading_accepts_what_loops_only_under_some_default_status() -> None:
+    # With status=301 the POSTs turn into GETs, which neither rule answers: the middleware decides.
+    rules = load_redirects(
+        [{"source": "/a", "target": "/b", "methods": ["POST"]}, {"source": "/b", "target": "/a", "methods": ["POST"]}]
+    )
+    build(*rules, status=301)
+    with pytest.raises(ValueError, match="POST /a -> \\(rule 0\\) POST /b"):
+        build(*rules)
+
+
 def test_load_errors_for_other_inputs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"ends in neither \.toml nor \.json"):
         (tmp_path / "rules.yaml").write_text("[]")
