@@ -88,7 +88,7 @@ class PathRule:
         self.statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=True)
         self.gone = self.statuses[0] == GONE
         if rule.target is None and not self.gone:
-            raise ValueError(f"{where}: {rule.describe()} has no target; give one, or status=410 for Gone.")
+            raise ValueError(f"{where}: source {self.source!r} has no target; give one, or status=410 for Gone.")
         if rule.target is not None and self.gone:
             raise ValueError(f"{where}: status 410 (Gone) sends no Location, so drop the target {rule.target!r}.")
         self.template = None if rule.target is None else Template(_text(rule.target, where, "target"), where)
@@ -111,8 +111,8 @@ class PathRule:
         if rule.port is not None:
             raise ValueError(f"{where}: port={rule.port!r} is for scheme rules only; put a port in an absolute target.")
 
-    def match(self, path: str, method: str | None, query_string: bytes) -> dict[str, str] | None:
-        if self.methods is not None and method is not None and method not in self.methods:
+    def match(self, path: str, method: str, query_string: bytes) -> dict[str, str] | None:
+        if self.methods is not None and method not in self.methods:
             return None
         groups: dict[str, str] = {}
         if self.regex is not None:
@@ -121,7 +121,7 @@ class PathRule:
                 return None
             groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
             groups.update((name, value or "") for name, value in found.groupdict().items())
-        if self.required and method is not None:
+        if self.required:
             present = query_params(query_string)
             if any(name not in present for name in self.required):
                 return None
@@ -192,7 +192,7 @@ class PathIndex:
             found += node.ends
         return found
 
-    def find(self, path: str, method: str | None, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
+    def find(self, path: str, method: str, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
         """The first path rule that matches, with its captured groups."""
         best: tuple[PathRule, dict[str, str]] | None = None
         for rule in self.exact.get(path, ()):

@@ -92,10 +92,6 @@ class Redirect:
         """Requests on the other scheme go to `target` ("https" or "http") on the same host, or on `port`."""
         return cls("http" if target == "https" else "https", target, status=status, kind="scheme", port=port)
 
-    def describe(self) -> str:
-        source = self.source.pattern if isinstance(self.source, re.Pattern) else self.source
-        return f"{source!r} -> {self.target!r}" if self.target is not None else f"{source!r} -> {self.status}"
-
 
 class Template:
     """A checked target: literal text and placeholders, rendered with values percent-encoded."""

@@ -181,7 +181,7 @@ class RuleTable:
 
     def decide(
         self,
-        method: str | None,
+        method: str,
         scheme: str,
         host: str | None,
         path: str,
@@ -190,7 +190,7 @@ class RuleTable:
         raw_path: bytes | None = None,
         slash: bool = True,
     ) -> Decision | None:
-        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule.
+        """The answer to a request, or None to pass it on.
 
         `raw_path` is the scope's, for `root_path + path`: what is copied unchanged into a Location
         (the whole path for a host, scheme or trailing-slash redirect, a captured tail of the path)
@@ -199,7 +199,7 @@ class RuleTable:
         raw = _raw(root_path + path, raw_path)
         origin = self.origin(scheme, host) if self.has_origin_rules else None
         found = self.index.find(path, method, query_string)
-        get = method in ("GET", "HEAD", None)
+        get = method in ("GET", "HEAD")
         if found is not None:
             rule, groups = found
             if rule.template is None:
@@ -208,7 +208,7 @@ class RuleTable:
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
                 params = query_params(query_string) if rule.template.params else {}
                 tails = _raw_tails(path, raw, groups) if raw is not None else None
-                rendered = rule.template.render(groups, params, sample=method is None, raw=tails)
+                rendered = rule.template.render(groups, params, raw=tails)
                 if rendered is not None:
                     location = self._location(rendered, rule.query, root_path, query_string, origin)
                     if location is not None:

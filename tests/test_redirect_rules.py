@@ -23,7 +23,8 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect("/a", "/b", status=200)], {}, ValueError, "Redirect rule 0: status 200 is not a redirect status"),
         ([Redirect("/a", "/b", status=True)], {}, ValueError, "status True is not a redirect status"),
         ([Redirect("/a", "/b", status=410)], {}, ValueError, "status 410 (Gone) sends no Location"),
-        ([Redirect("/a")], {}, ValueError, "has no target; give one, or status=410"),
+        ([Redirect("/a")], {}, ValueError, "Redirect rule 0: source '/a' has no target; give one, or status=410"),
+        ([Redirect(re.compile("/a"), status=302)], {}, ValueError, "rule 0: source '/a' has no target; give one"),
         ([], {"status": 410}, ValueError, "RedirectMiddleware: status 410 is not a redirect status"),
         (
             [Redirect("/x", "/y"), Redirect("/blog/{id}", "/posts/{slug}")],

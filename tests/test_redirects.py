@@ -473,9 +473,15 @@ async def test_other_scopes_pass_through() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
+    async def receive() -> Message:
+        raise AssertionError("not called")
+
+    async def send(message: Message) -> None:
+        raise AssertionError("not called")
+
     middleware = RedirectMiddleware(app, rules=[Redirect("/a", "/b")])
-    await middleware({"type": "websocket", "path": "/a"}, None, None)  # type: ignore[arg-type]
-    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await middleware({"type": "websocket", "path": "/a"}, receive, send)
+    await middleware({"type": "lifespan"}, receive, send)
     assert seen == ["websocket", "lifespan"]
 
 
