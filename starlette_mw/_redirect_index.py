@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
-from urllib.parse import parse_qsl
 
 from starlette.convertors import CONVERTOR_TYPES
 from starlette.routing import compile_path
@@ -27,6 +26,7 @@ from starlette_mw._redirect_rules import (
     Template,
     check_status,
     compile_source,
+    query_params,
 )
 
 # A one-segment parameter of a Starlette path: a wildcard edge of the trie unless it is ':path'.
@@ -38,13 +38,24 @@ _REGEX_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 _QUANTIFIERS = frozenset("?*+{|")
 # A method is an RFC 9110 token: '!#$%&'*+-.^_`|~', digits and letters ('M-SEARCH').
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_SAMPLES = {
-    "StringConvertor": "x",
-    "PathConvertor": "x/y",
-    "IntegerConvertor": "1",
-    "FloatConvertor": "1.5",
-    "UUIDConvertor": "00000000-0000-0000-0000-000000000000",
-}
+# Values the loop check fills parameters with: plain ones, then unlikely ones, which an exact
+# rule for the same place ('/p/x' before '/p/{x}') does not take over.
+_SAMPLES = (
+    {
+        "StringConvertor": "x",
+        "PathConvertor": "x/y",
+        "IntegerConvertor": "1",
+        "FloatConvertor": "1.5",
+        "UUIDConvertor": "00000000-0000-0000-0000-000000000000",
+    },
+    {
+        "StringConvertor": "zq7",
+        "PathConvertor": "zq7/zq8",
+        "IntegerConvertor": "917",
+        "FloatConvertor": "917.5",
+        "UUIDConvertor": "00000000-0000-0000-0000-000000000917",
+    },
+)
 _by_index = attrgetter("index")
 
 
@@ -61,7 +72,7 @@ class PathRule:
         "query",
         "regex",
         "required",
-        "sample",
+        "samples",
         "source",
         "statuses",
         "template",
@@ -72,12 +83,12 @@ class PathRule:
         self.index = index
         self.source = rule.source.pattern if isinstance(rule.source, re.Pattern) else rule.source
         self.exact, self.regex, groups = compile_source(rule.source, where)
-        self.sample = _sample(rule.source)
+        self.samples = _samples(rule.source)
         self.prefix = _prefix(rule.source, self.regex)
         self.statuses = default if rule.status is None else check_status(rule.status, where, gone_allowed=True)
         self.gone = self.statuses[0] == GONE
         if rule.target is None and not self.gone:
-            raise ValueError(f"{where}: {rule.describe()} has no target; give one, or status=410 for Gone.")
+            raise ValueError(f"{where}: source {self.source!r} has no target; give one, or status=410 for Gone.")
         if rule.target is not None and self.gone:
             raise ValueError(f"{where}: status 410 (Gone) sends no Location, so drop the target {rule.target!r}.")
         self.template = None if rule.target is None else Template(_text(rule.target, where, "target"), where)
@@ -100,8 +111,8 @@ class PathRule:
         if rule.port is not None:
             raise ValueError(f"{where}: port={rule.port!r} is for scheme rules only; put a port in an absolute target.")
 
-    def match(self, path: str, method: str | None, query_string: bytes) -> dict[str, str] | None:
-        if self.methods is not None and method is not None and method not in self.methods:
+    def match(self, path: str, method: str, query_string: bytes) -> dict[str, str] | None:
+        if self.methods is not None and method not in self.methods:
             return None
         groups: dict[str, str] = {}
         if self.regex is not None:
@@ -110,8 +121,8 @@ class PathRule:
                 return None
             groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
             groups.update((name, value or "") for name, value in found.groupdict().items())
-        if self.required and method is not None:
-            present = parse_query(query_string)
+        if self.required:
+            present = query_params(query_string)
             if any(name not in present for name in self.required):
                 return None
         return groups
@@ -181,7 +192,7 @@ class PathIndex:
             found += node.ends
         return found
 
-    def find(self, path: str, method: str | None, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
+    def find(self, path: str, method: str, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
         """The first path rule that matches, with its captured groups."""
         best: tuple[PathRule, dict[str, str]] | None = None
         for rule in self.exact.get(path, ()):
@@ -201,11 +212,6 @@ class PathIndex:
             if groups is not None:
                 return rule, groups
         return best
-
-
-def parse_query(query_string: bytes) -> dict[str, str]:
-    # As Starlette's request.query_params: blank values kept, the last of a repeated name wins.
-    return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
 
 
 def _text(value: object, where: str, what: str) -> str:
@@ -231,14 +237,17 @@ def check_methods(methods: object, where: str) -> frozenset[str] | None:
     return upper | {"HEAD"} if "GET" in upper else upper
 
 
-def _sample(source: object) -> str | None:
-    """A path the source matches, for the loop check; None for a regex, which may match anything."""
+def _samples(source: object) -> tuple[str, ...]:
+    """Paths the source matches, for the loop check; none for a regex, which may match anything."""
     if not isinstance(source, str):
-        return None
+        return ()
     if "{" not in source:
-        return source
+        return (source,)
     _, path_format, convertors = compile_path(source)
-    return path_format.format(**{name: _SAMPLES.get(type(c).__name__, "x") for name, c in convertors.items()})
+    return tuple(
+        path_format.format(**{name: values.get(type(c).__name__, "x") for name, c in convertors.items()})
+        for values in _SAMPLES
+    )
 
 
 def _prefix(source: object, regex: re.Pattern[str] | None) -> tuple[list[str | None], bool]:

@@ -8,8 +8,10 @@ or a 301 or 302 after a POST, goes on as GET; the Fetch standard, "HTTP-redirect
 starts with every query parameter some target requires and then carries the query each Location
 holds, so a target that drops the parameter its rule needs ends the chain. The other conditions
 count as met (the app answering 404, a trailing-slash target route existing), so what it reports
-can happen. What it cannot see: a regex source that matches only values other than the samples
-('1' for a group, 'x' for a query parameter), and redirects the app itself sends.
+can happen. Each parameter is tried with a plain sample and an unlikely one ('x' and 'zq7', '1'
+and '917'), so that an exact rule taking the plain one ('/p/x' before '/p/{x}') hides no loop.
+What it cannot see: a regex source that matches only values other than the samples ('1' or '917'
+for a group, 'x' for a query parameter), and redirects the app itself sends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from urllib.parse import quote, unquote, urlsplit
 from starlette_mw._redirect_table import Decision, RuleTable
 
 MAX_HOPS = 10
+# What a target's groups are filled with: a plain value, and one no exact rule is likely to take.
+GROUP_SAMPLES = ("1", "917")
 # (scheme, host, path, method, query string)
 State: TypeAlias = tuple[str, str, str, str, bytes]
 
@@ -32,11 +36,11 @@ def check_loops(table: RuleTable) -> None:
     for rule in table.path_rules:
         named |= rule.methods or set()
         required |= rule.required
-        if rule.sample is not None:
-            starts.add(rule.sample)
+        starts.update(rule.samples)
         if rule.template is not None:
-            rendered = rule.template.render(dict.fromkeys(rule.template.groups, "1"), {}, sample=True) or ""
-            starts.add(unquote(urlsplit(rendered).path))
+            for value in GROUP_SAMPLES:
+                rendered = rule.template.render(dict.fromkeys(rule.template.groups, value), {}, sample=True) or ""
+                starts.add(unquote(urlsplit(rendered).path))
     if table.has_origin_rules:
         starts.add("/")
     methods = sorted(named | {"GET", next(m for m in ("POST", "X-UNNAMED") if m not in named)})

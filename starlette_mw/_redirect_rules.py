@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from starlette.routing import compile_path
 
@@ -29,6 +29,9 @@ _GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 _LITERAL = re.compile(r"[!-~]*")
 # Safe characters of a path segment (RFC 3986 pchar, plus '/') and of a query component.
 PATH_SAFE = "/:@!$&'()*+,;="
+# Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
+QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
+LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # A host name or an IP address, with an optional port (RFC 3986 section 3.2.2), lowercase.
 HOST = re.compile(
     r"(?P<name>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?|\[[0-9a-f:.]+\])"
@@ -53,11 +56,12 @@ class Redirect:
     A target is a path (`/new`, sent as a relative Location) or an absolute http(s) URL, which then
     names the only host it may send clients to. `{name}` / `{1}` put a captured value into the
     target, `{?name}` a query parameter of the request (without `=default`, a request lacking it
-    does not match); values are percent-encoded. `query`: "keep" (the request's query string
-    follows the target's own), "drop", or "merge" (the target's parameters replace the request's
-    of the same name). `status`: 301, 302, 303, 307, 308, "permanent" (301 for GET and HEAD, 308
-    otherwise), "temporary" (302 / 307), or None for the middleware's default. `methods` limits
-    the rule to some methods (GET brings HEAD). Rules are checked when the middleware is built.
+    does not match); captured values are percent-encoded, query parameters kept as sent. `query`:
+    "keep" (the request's query string follows the target's own), "drop", or "merge" (the target's
+    parameters replace the request's of the same name). `status`: 301, 302, 303, 307, 308,
+    "permanent" (301 for GET and HEAD, 308 otherwise), "temporary" (302 / 307), or None for the
+    middleware's default. `methods` limits the rule to some methods (GET brings HEAD). Rules are
+    checked when the middleware is built.
     """
 
     source: str | re.Pattern[str]
@@ -88,10 +92,6 @@ class Redirect:
         """Requests on the other scheme go to `target` ("https" or "http") on the same host, or on `port`."""
         return cls("http" if target == "https" else "https", target, status=status, kind="scheme", port=port)
 
-    def describe(self) -> str:
-        source = self.source.pattern if isinstance(self.source, re.Pattern) else self.source
-        return f"{source!r} -> {self.target!r}" if self.target is not None else f"{source!r} -> {self.status}"
-
 
 class Template:
     """A checked target: literal text and placeholders, rendered with values percent-encoded."""
@@ -118,10 +118,16 @@ class Template:
         self.origin = ""
         if not target.startswith("/"):
             url = urlsplit(target.split("{", 1)[0])
-            if url.scheme not in ("http", "https") or HOST.fullmatch(url.netloc) is None or not url.path:
+            host = HOST.fullmatch(url.netloc)
+            if url.scheme not in ("http", "https") or host is None or not url.path:
                 raise ValueError(
                     f"{where}: target {target!r} is neither a path starting with '/' nor an absolute http(s) URL "
                     "with a lowercase host and a path; use '/new' or 'https://example.com/new'."
+                )
+            if not valid_port(host["port"]):
+                raise ValueError(
+                    f"{where}: target {target!r} has port {host['port']!r}; use a port from 1 to 65535, "
+                    "no leading zero."
                 )
             self.origin = f"{url.scheme}://{url.netloc}"
         elif target.startswith(("//", "/\\")):
@@ -129,6 +135,7 @@ class Template:
                 f"{where}: target {target!r} starts with '//', which clients read as another host; "
                 "use one '/' for a path, or an absolute URL such as 'https://example.com/'."
             )
+        _check_dot_segments(target, self.origin, where)
         # (literal, "group" or "param", name, whether in the query part, the placeholder's default):
         # the part decides the encoding, and each `{?name=...}` keeps its own default.
         self.parts: list[tuple[str, str, str, bool, str | None]] = []
@@ -155,6 +162,7 @@ class Template:
     ) -> str | None:
         """The target with values filled in, or None when a query parameter without a default is missing.
 
+        `query` holds the request's parameters as sent (`query_params`), whose escapes are kept.
         `sample=True` (the loop check) fills a missing parameter with a sample value instead. `raw`
         holds groups already percent-encoded as the client sent them, used in the path part.
         """
@@ -167,16 +175,72 @@ class Template:
                     continue
                 value = groups.get(name) or ""
             elif kind == "param":
-                found = query.get(name, default)
-                if found is None:
+                sent = query.get(name)
+                if sent is not None:
+                    out.append(safe_query(sent) if in_query else _as_path(sent))
+                    continue
+                if default is None:
                     if not sample:
                         return None
-                    found = "x"
-                value = found
+                    default = "x"
+                value = default
             else:
                 continue
             out.append(quote(value, safe="" if in_query else PATH_SAFE))
         return "".join(out)
+
+
+def query_parts(query_string: bytes) -> list[tuple[str, str]]:
+    """(name, the part as sent) for each non-empty `&`-separated part of a query string.
+
+    The name is read as Starlette's `request.query_params` reads it (`parse_qsl`: up to the first
+    '=', '+' a space, escapes UTF-8); the part is the bytes as sent, in a latin-1 str.
+    """
+    text = query_string.decode("latin-1")
+    return [(unquote(part.partition("=")[0].replace("+", " ")), part) for part in text.split("&") if part]
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """Each parameter's value as sent, escapes kept; the last of a repeated name wins, as in Starlette."""
+    return {name: part.partition("=")[2] for name, part in query_parts(query_string)}
+
+
+def safe_query(sent: str) -> str:
+    """Query text as sent, escapes kept, with what a header cannot hold (controls, spaces,
+    non-ASCII) percent-encoded."""
+    return quote_from_bytes(sent.encode("latin-1"), safe=QUERY_SAFE)
+
+
+def _as_path(sent: str) -> str:
+    """A query value as sent, for a path: '+' is a space there, and '?' and a lone '%' are encoded."""
+    return LONE_PERCENT.sub("%25", quote_from_bytes(sent.replace("+", " ").encode("latin-1"), safe=PATH_SAFE + "%"))
+
+
+def _check_dot_segments(target: str, origin: str, where: str) -> None:
+    """Refuse '.' and '..' segments (also as '%2e'): clients resolve them before they follow the
+    Location, so the loop check, which follows the Location as written, would miss loops."""
+    query = re.search(r"\?(?![^{}]*\})", target)  # the first '?' outside a placeholder
+    end = query.start() if query is not None else len(target)
+    path = target[len(origin) : end]
+    segments = _PLACEHOLDER.sub("\0", path).split("/")
+    if not any(segment.lower().replace("%2e", ".") in (".", "..") for segment in segments):
+        return
+    resolved: list[str] = []
+    parts = path.split("/")[1:]
+    for number, segment in enumerate(parts):
+        dots = segment.lower().replace("%2e", ".")
+        if dots == ".." and resolved:
+            resolved.pop()
+        if dots in (".", ".."):
+            if number == len(parts) - 1:
+                resolved.append("")
+        else:
+            resolved.append(segment)
+    fixed = origin + "/" + "/".join(resolved) + target[end:]
+    raise ValueError(
+        f"{where}: target {target!r} has a '.' or '..' segment, which clients resolve before they follow it; "
+        f"write the resolved target, {fixed!r}."
+    )
 
 
 def _placeholder(inside: str, target: str, where: str) -> tuple[str, str, str | None]:
@@ -221,13 +285,21 @@ def compile_source(source: object, where: str) -> tuple[str | None, re.Pattern[s
     return None, re.compile(body), frozenset(convertors)
 
 
+def valid_port(port: str | None) -> bool:
+    """Whether a URL's port (None: none given) is one a client sends: 1 to 65535, no leading zero."""
+    return port is None or (port[:1] != "0" and 0 < int(port) < 65536)
+
+
 def check_host(value: object, where: str) -> str:
-    if not isinstance(value, str) or HOST.fullmatch(value.lower()) is None:
+    found = HOST.fullmatch(value.lower()) if isinstance(value, str) else None
+    if found is None:
         raise ValueError(
             f"{where}: {value!r} is not a host name; use a name such as 'example.com' (a port is allowed in a "
             "target: 'example.com:8443')."
         )
-    return value.lower()
+    if not valid_port(found["port"]):
+        raise ValueError(f"{where}: {value!r} has port {found['port']!r}; use a port from 1 to 65535, no leading zero.")
+    return found.group()
 
 
 def check_status(status: object, where: str, *, gone_allowed: bool) -> tuple[int, int]:

@@ -9,17 +9,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote, urlencode
+from urllib.parse import quote, quote_from_bytes, unquote
 
-from starlette_mw._redirect_index import PathIndex, PathRule, parse_query
-from starlette_mw._redirect_rules import GONE, HOST, PATH_SAFE, Redirect, Status, check_host, check_status
+from starlette_mw._redirect_index import PathIndex, PathRule
+from starlette_mw._redirect_rules import (
+    GONE,
+    HOST,
+    LONE_PERCENT,
+    PATH_SAFE,
+    Redirect,
+    Status,
+    check_host,
+    check_status,
+    query_params,
+    query_parts,
+    safe_query,
+    valid_port,
+)
 
-# Query bytes as sent, made safe for a header: anything outside these is percent-encoded.
-_QUERY_SAFE = "%&=+/?:@!$'()*,;-._~"
 # A relative Location the client will keep on this host: one '/', then anything printable but '/' or '\'.
 SAFE_RELATIVE = re.compile(r"/(?:[!-.0-\[\]-~][!-~]*)?")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +71,17 @@ class RuleTable:
         self.path_rules: list[PathRule] = []
         self.host_rules: dict[str, OriginRule] = {}
         self.scheme_rules: dict[str, OriginRule] = {}
+        # The port a scheme rule's port= gives its target scheme, by that scheme.
+        self.scheme_ports: dict[str, str | None] = {}
         self.hosts = {check_host(host, "hosts=") for host in hosts}
+        for host in sorted(self.hosts):
+            if host_parts(host)[1] is not None:
+                # The port comes from the request, or from a scheme rule's port=: a host with a port
+                # here would never equal the name a request is compared by.
+                raise ValueError(
+                    f"hosts= holds {host!r}; list host names without a port, as in hosts=[{host_parts(host)[0]!r}] "
+                    "(the port comes from the request, or from a scheme rule's port=)."
+                )
         for index, rule in enumerate(rules):
             if not isinstance(rule, Redirect):
                 raise TypeError(
@@ -128,8 +148,9 @@ class RuleTable:
             source = str(rule.source)
             if source in self.scheme_rules:
                 raise ValueError(f"{where}: scheme {source!r} already has rule {self.scheme_rules[source].index}.")
-            port = None if rule.port is None or str(rule.port) == _DEFAULT_PORTS[rule.target] else str(rule.port)
+            port = None if rule.port is None else str(rule.port)  # a default port is dropped in origin()
             self.scheme_rules[source] = OriginRule(index, rule.target, port, statuses)
+            self.scheme_ports[rule.target] = port
 
     def origin(self, scheme: str, host: str | None) -> tuple[int, str, tuple[int, int]] | None:
         """(first rule's index, new origin, statuses) when a host or scheme rule applies."""
@@ -137,26 +158,30 @@ class RuleTable:
         if found is None:
             return None
         name, port = found.group("name", "port")
+        if not valid_port(port):
+            return None  # never copied into a Location; the request goes on unchanged
         index: int | None = None
         statuses = self.default
         host_rule = self.host_rules.get(name)
         if host_rule is not None:
             index, name, statuses = host_rule.index, host_rule.target, host_rule.statuses
-            port = host_rule.port or port
         scheme_rule = self.scheme_rules.get(scheme) if name in self.hosts else None
         if scheme_rule is not None:
             if index is None or scheme_rule.index < index:
                 index, statuses = scheme_rule.index, scheme_rule.statuses
-            scheme, port = scheme_rule.target, scheme_rule.port
+            scheme, port = scheme_rule.target, None  # the request's port was the other scheme's
         if index is None:
             return None
+        # The same port whichever scheme the request came on: a scheme rule's port= for its
+        # scheme, else the host rule's port, else the request's if the scheme stays.
+        port = self.scheme_ports.get(scheme) or (host_rule.port if host_rule is not None else None) or port
         if port is not None and port == _DEFAULT_PORTS.get(scheme):
             port = None
         return index, f"{scheme}://{name}" + (f":{port}" if port else ""), statuses
 
     def decide(
         self,
-        method: str | None,
+        method: str,
         scheme: str,
         host: str | None,
         path: str,
@@ -165,7 +190,7 @@ class RuleTable:
         raw_path: bytes | None = None,
         slash: bool = True,
     ) -> Decision | None:
-        """The answer to a request, or None to pass it on. `method=None` (the loop check) matches any rule.
+        """The answer to a request, or None to pass it on.
 
         `raw_path` is the scope's, for `root_path + path`: what is copied unchanged into a Location
         (the whole path for a host, scheme or trailing-slash redirect, a captured tail of the path)
@@ -174,16 +199,16 @@ class RuleTable:
         raw = _raw(root_path + path, raw_path)
         origin = self.origin(scheme, host) if self.has_origin_rules else None
         found = self.index.find(path, method, query_string)
-        get = method in ("GET", "HEAD", None)
+        get = method in ("GET", "HEAD")
         if found is not None:
             rule, groups = found
             if rule.template is None:
                 if origin is None:
                     return Decision(GONE, None, rule.if_not_found, rule=rule.index)
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
-                params = parse_query(query_string) if rule.template.params else {}
+                params = query_params(query_string) if rule.template.params else {}
                 tails = _raw_tails(path, raw, groups) if raw is not None else None
-                rendered = rule.template.render(groups, params, sample=method is None, raw=tails)
+                rendered = rule.template.render(groups, params, raw=tails)
                 if rendered is not None:
                     location = self._location(rendered, rule.query, root_path, query_string, origin)
                     if location is not None:
@@ -230,13 +255,14 @@ class RuleTable:
         elif mode == "drop" or not query_string:
             query = "?" + target_query if question else ""
         else:
-            merged = dict(parse_qsl(target_query, keep_blank_values=True))
-            pairs = list(merged.items()) + [
-                (name, value)
-                for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-                if name not in merged
+            # The request's parameters go through as sent (escapes, '+', no '=') unless the target
+            # has one of the same name.
+            ours = query_parts(target_query.encode("ascii"))
+            names = {name for name, _ in ours}
+            parts = [part for _, part in ours] + [
+                safe_query(part) for name, part in query_parts(query_string) if name not in names
             ]
-            query = "?" + urlencode(pairs) if pairs else ""
+            query = "?" + "&".join(parts) if parts else ""
         if target_path.startswith("/"):
             target_path = quote(root_path, safe=PATH_SAFE) + target_path
             # Whatever the captured values held, the client must stay on this host.
@@ -252,7 +278,7 @@ def _raw(path: str, raw_path: bytes | None) -> str | None:
     percent-encoded), if it is how the client spelled `path`; None otherwise."""
     if not raw_path:
         return None
-    raw = _LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
+    raw = LONE_PERCENT.sub("%25", quote_from_bytes(raw_path, safe=PATH_SAFE + "%"))
     return raw if unquote(raw) == path else None
 
 
@@ -287,6 +313,6 @@ def host_parts(host: str) -> tuple[str, str | None]:
 
 def _query(target_query: str, query_string: bytes) -> str:
     """The target's query, then the request's (made safe for a header), after a '?' if any."""
-    request_query = quote_from_bytes(query_string, safe=_QUERY_SAFE) if query_string else ""
+    request_query = safe_query(query_string.decode("latin-1")) if query_string else ""
     joined = "&".join(part for part in (target_query, request_query) if part)
     return "?" + joined if joined else ""

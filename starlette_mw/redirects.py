@@ -47,7 +47,7 @@ class RedirectMiddleware(PlainMiddleware):
       keeps its body), "temporary" (302 / 307), or 301, 302, 303, 307, 308.
     - `trailing_slash`: "strip" or "append" redirects paths no rule matched to the other form;
       `trailing_slash_if_route=True` only when the app's routes match the new path and not the old.
-    - `hosts`: the hosts the site answers to; a scheme rule redirects only requests for these.
+    - `hosts`: the host names (no port) the site answers to; a scheme rule redirects only requests for these.
 
     A Location is a path on the same host unless a rule names a host; the scheme is the ASGI
     scope's (so proxy headers count only where the server trusts them). A request that a rule
@@ -168,7 +168,13 @@ def load_redirects(source: str | os.PathLike[str] | Sequence[Mapping[str, object
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         where = str(path)
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{where}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+                "save the file as UTF-8."
+            ) from None
         try:
             if path.suffix == ".toml":
                 data: object = tomllib.loads(text)
@@ -188,8 +194,30 @@ def load_redirects(source: str | os.PathLike[str] | Sequence[Mapping[str, object
         if isinstance(data, str | bytes | Mapping) or not isinstance(data, Sequence):
             raise TypeError(f"load_redirects({source!r}): pass a file path or a list of dicts.")
     rules = [redirect_from_dict(entry, f"{where}: rule {index}") for index, entry in enumerate(data)]
-    try:  # each rule's own checks now, so that the error names the file
-        RuleTable(rules, status="permanent", trailing_slash=None, hosts=["localhost"])
+    try:  # each rule's own checks, and the loop check, now, so that the error names the file
+        _check_loaded(rules)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{where}: {error}") from None
     return rules
+
+
+def _check_loaded(rules: list[Redirect]) -> None:
+    """The middleware's checks, without its options: each rule, then loops under any default status.
+
+    A rule without a status takes the middleware's, which decides whether a POST stays a POST
+    (307 / 308, and "permanent" / "temporary" for it), turns into a GET after a 301 or 302, or
+    every method does after a 303; a loop counts only if it happens under all three. The site's
+    own host is taken to be 'localhost' and there is no trailing-slash policy: the middleware
+    checks again with its real options.
+    """
+    error: ValueError | None = None
+    for status in ("permanent", 301, 303):
+        table = RuleTable(rules, status=status, trailing_slash=None, hosts=["localhost"])
+        try:
+            check_loops(table)
+        except ValueError as found:
+            error = error or found
+        else:
+            return
+    if error is not None:
+        raise error

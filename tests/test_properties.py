@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
 import pytest
@@ -55,7 +55,7 @@ class RuleSpec:
     # The target's query: (key, literal value) or (key, None, param name, default or None).
     query_parts: tuple[tuple[str, str | None, str, str | None], ...]
     status: Any
-    query: str
+    query: Literal["keep", "drop", "merge"]
     methods: frozenset[str] | None
 
     def target(self) -> str | None:
@@ -72,7 +72,7 @@ class RuleSpec:
 
     def rule(self) -> Redirect:
         status = 410 if self.path is None else self.status
-        return Redirect(self.source, self.target(), status=status, query=self.query, methods=self.methods)  # type: ignore[arg-type]
+        return Redirect(self.source, self.target(), status=status, query=self.query, methods=self.methods)
 
 
 @st.composite

@@ -58,6 +58,27 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
             "POST /a -> (rule 0) POST /b -> (rule 1) POST /a;",
         ),
         ([Redirect("/search", "/search?q={?q}", query="drop")], {}, "/search -> (rule 0) /search;"),
+        # Review finding 5: the exact rules take the plain samples ('/p/x', '/q/1'), not the unlikely ones.
+        (
+            [
+                Redirect("/p/x", "/e"),
+                Redirect("/q/1", "/e"),
+                Redirect("/p/{x}", "/q/{x}"),
+                Redirect("/q/{x}", "/p/{x}"),
+            ],
+            {},
+            "/p/917 -> (rule 2) /q/917 -> (rule 3) /p/917;",
+        ),
+        (
+            [
+                Redirect("/p/1", "/e"),
+                Redirect("/q/1", "/e"),
+                Redirect(re.compile(r"/p/(\w+)"), "/q/{1}"),
+                Redirect(re.compile(r"/q/(\w+)"), "/p/{1}"),
+            ],
+            {},
+            "/p/917 -> (rule 2) /q/917 -> (rule 3) /p/917;",
+        ),
     ],
 )
 def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], message: str) -> None:

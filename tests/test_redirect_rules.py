@@ -23,7 +23,8 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([Redirect("/a", "/b", status=200)], {}, ValueError, "Redirect rule 0: status 200 is not a redirect status"),
         ([Redirect("/a", "/b", status=True)], {}, ValueError, "status True is not a redirect status"),
         ([Redirect("/a", "/b", status=410)], {}, ValueError, "status 410 (Gone) sends no Location"),
-        ([Redirect("/a")], {}, ValueError, "has no target; give one, or status=410"),
+        ([Redirect("/a")], {}, ValueError, "Redirect rule 0: source '/a' has no target; give one, or status=410"),
+        ([Redirect(re.compile("/a"), status=302)], {}, ValueError, "rule 0: source '/a' has no target; give one"),
         ([], {"status": 410}, ValueError, "RedirectMiddleware: status 410 is not a redirect status"),
         (
             [Redirect("/x", "/y"), Redirect("/blog/{id}", "/posts/{slug}")],
@@ -87,12 +88,40 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([], {"trailing_slash_if_route": True}, ValueError, "needs trailing_slash="),
         ([], {"hosts": "example.com"}, TypeError, "hosts='example.com' is not a list"),
         ([], {"hosts": ["bad host"]}, ValueError, "'bad host' is not a host name"),
+        # Review finding 1: hosts are names, compared with the request's name; and ports must be ports.
+        (
+            [Redirect.scheme()],
+            {"hosts": ["localhost:8000"]},
+            ValueError,
+            "hosts= holds 'localhost:8000'; list host names without a port, as in hosts=['localhost']",
+        ),
+        ([], {"hosts": ["example.com:0"]}, ValueError, "hosts=: 'example.com:0' has port '0'; use a port from 1"),
+        ([Redirect.host("a.com", "b.com:99999")], {}, ValueError, "rule 0: 'b.com:99999' has port '99999'; use"),
+        ([Redirect.host("a.com", "b.com:080")], {}, ValueError, "rule 0: 'b.com:080' has port '080'; use a port"),
+        ([Redirect("/a", "https://b.com:0/")], {}, ValueError, "rule 0: target 'https://b.com:0/' has port '0'"),
+        ([Redirect("/a", "http://b.com:080/{x}")], {}, ValueError, "has port '080'; use a port from 1 to 65535, no"),
+        ([Redirect("/a", "http://b.com:65536/")], {}, ValueError, "rule 0: target 'http://b.com:65536/' has port"),
+        # Review finding 4: clients resolve dot segments, so '/a/x/../b' is '/a/b', a loop the check missed.
+        (
+            [Redirect("/x", "/y"), Redirect("/a/b", "/a/x/../b")],
+            {},
+            ValueError,
+            "Redirect rule 1: target '/a/x/../b' has a '.' or '..' segment, which clients resolve before they "
+            "follow it; write the resolved target, '/a/b'.",
+        ),
+        ([Redirect("/a/b", "/a/%2e%2E/a/b")], {}, ValueError, "write the resolved target, '/a/b'."),
+        ([Redirect("/a/b", "/a/./c?q=../d")], {}, ValueError, "write the resolved target, '/a/c?q=../d'."),
+        ([Redirect("/a/{x}", "https://b.com/{x}/..")], {}, ValueError, "write the resolved target, 'https://b.com/'."),
     ],
 )
 def test_construction_errors(rules: list[Any], options: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error) as raised:
         build(*rules, **options)
     assert message in str(raised.value)
+
+
+def test_dots_that_are_not_dot_segments_are_accepted() -> None:
+    build(Redirect("/a", "/b/.../c/.d/e..?x=/../"), Redirect("/c", "/d?q={?r}"))
 
 
 def test_token_methods_and_exact_sources_split_by_method_are_accepted() -> None:
@@ -180,6 +209,33 @@ def test_load_errors_name_the_file_the_rule_and_the_key(tmp_path: Path, text: st
         load_redirects(path)
     assert str(raised.value).startswith(f"{path}: ")
     assert message in str(raised.value)
+
+
+def test_load_errors_for_a_file_that_is_not_utf8_or_that_loops(tmp_path: Path) -> None:
+    # Review finding 6: a bare UnicodeDecodeError named no file; a loop showed only at the middleware.
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[[redirects]]\nsource = "/caf\xe9"\ntarget = "/b"\n')
+    with pytest.raises(
+        ValueError, match=r"latin1\.toml: not UTF-8 text \(byte 0xe9 at offset 28\); save the file as UTF-8"
+    ):
+        load_redirects(latin1)
+    looping = tmp_path / "loop.json"
+    looping.write_text(json.dumps([{"source": "/a", "target": "/b"}, {"source": "/b", "target": "/a"}]))
+    with pytest.raises(ValueError) as raised:
+        load_redirects(looping)
+    assert str(raised.value).startswith(f"{looping}: Redirect rule 0: the rules redirect in a loop: /a -> (rule 0) /b")
+    with pytest.raises(ValueError, match=r"^load_redirects\(\): Redirect rule 0: the rules redirect in a loop"):
+        load_redirects([{"source": "/a", "target": "/a"}])
+
+
+def test_loading_accepts_what_loops_only_under_some_default_status() -> None:
+    # With status=301 the POSTs turn into GETs, which neither rule answers: the middleware decides.
+    rules = load_redirects(
+        [{"source": "/a", "target": "/b", "methods": ["POST"]}, {"source": "/b", "target": "/a", "methods": ["POST"]}]
+    )
+    build(*rules, status=301)
+    with pytest.raises(ValueError, match="POST /a -> \\(rule 0\\) POST /b"):
+        build(*rules)
 
 
 def test_load_errors_for_other_inputs(tmp_path: Path) -> None:

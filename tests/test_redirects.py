@@ -213,6 +213,39 @@ async def test_query_modes(query_mode: Any, target: str, query: bytes, location:
     assert (await call(app, "/old", query=query)).location == location
 
 
+@pytest.mark.parametrize(
+    ("query", "location"),
+    [
+        (b"b=%FF", "/new?a=1&b=%FF"),
+        (b"flag", "/new?a=1&flag"),
+        (b"x=%zz", "/new?a=1&x=%zz"),
+        (b"b=x+y&c=%2B&&d=%e9", "/new?a=1&b=x+y&c=%2B&d=%e9"),
+        (b"b=\xff \r\n", "/new?a=1&b=%FF%20%0D%0A"),
+        (b"a=2&%61=3&b=1", "/new?a=1&b=1"),  # '%61' is 'a', which the target replaces
+    ],
+)
+async def test_merge_passes_the_requests_parameters_on_as_sent(query: bytes, location: str) -> None:
+    # Review finding 3: parsed and re-encoded, '%FF' became '%EF%BF%BD', 'flag' 'flag=', '%zz' '%25zz'.
+    app = make_app(Redirect("/old", "/new?a=1", query="merge"))
+    assert (await call(app, "/old", query=query)).location == location
+
+
+@pytest.mark.parametrize(
+    ("target", "query", "location"),
+    [
+        ("/find?q={?term}", b"term=%FF", "/find?q=%FF"),
+        ("/find?q={?term}", b"term=a+b%26c/d?", "/find?q=a+b%26c/d?"),
+        ("/find?q={?term}", b"term=\xe9 x", "/find?q=%E9%20x"),
+        ("/find/{?term}", b"term=%FF", "/find/%FF"),
+        ("/find/{?term}", b"term=a+b%2Fc?d%z", "/find/a%20b%2Fc%3Fd%25z"),
+        ("/find?q={?term=a b}", b"", "/find?q=a%20b"),  # a default is text, encoded as before
+    ],
+)
+async def test_query_placeholders_keep_the_value_as_sent(target: str, query: bytes, location: str) -> None:
+    app = make_app(Redirect("/search", target, query="drop"))
+    assert (await call(app, "/search", query=query)).location == location
+
+
 async def test_kept_query_bytes_are_made_safe_for_the_header() -> None:
     app = make_app(Redirect("/old", "/new"))
     answer = await call(app, "/old", query=b"a=\r\nSet-Cookie: x=1&b=\xff\x00")
@@ -285,9 +318,37 @@ async def test_host_rule_keeps_path_query_and_port() -> None:
     assert (await call(app, "/", host=b"example.com")).status == 200
 
 
+@pytest.mark.parametrize("port", [b"99999", b"080", b"0", b"65536"])
+async def test_a_host_header_port_that_is_not_a_port_is_never_copied(port: bytes) -> None:
+    # Review finding 1: the request goes on unchanged rather than to 'http://example.com:99999/x'.
+    app = make_app(Redirect.host("www.example.com", "example.com"), Redirect.scheme("https"), hosts=["example.com"])
+    for host in (b"www.example.com:" + port, b"example.com:" + port):
+        answer = await call(app, "/x", host=host)
+        assert (answer.status, answer.location) == (200, None)
+    assert (await call(app, "/x", host=b"www.example.com:65535")).location == "https://example.com/x"
+
+
 async def test_host_rule_to_a_port() -> None:
     app = make_app(Redirect.host("old.example.com", "example.com:8443"))
     assert (await call(app, "/x", host=b"old.example.com")).location == "http://example.com:8443/x"
+
+
+@pytest.mark.parametrize(
+    ("scheme_rule", "location"),
+    [
+        (Redirect.scheme("https"), "https://example.com:8443/x"),  # the host rule's port
+        (Redirect.scheme("https", port=9443), "https://example.com:9443/x"),  # the scheme rule's port=
+        (Redirect.scheme("https", port=443), "https://example.com/x"),
+    ],
+)
+@pytest.mark.parametrize("request_scheme", ["http", "https"])
+async def test_a_host_rule_and_a_scheme_rule_give_one_port_whatever_the_request_scheme(
+    scheme_rule: Redirect, location: str, request_scheme: str
+) -> None:
+    # Review finding 2: http dropped the host rule's port, https kept it.
+    app = make_app(Redirect.host("www.example.com", "example.com:8443"), scheme_rule, hosts=["example.com"])
+    for host in (b"www.example.com", b"www.example.com:8000"):
+        assert (await call(app, "/x", host=host, scheme=request_scheme)).location == location
 
 
 @pytest.mark.parametrize(
@@ -412,9 +473,15 @@ async def test_other_scopes_pass_through() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
 
+    async def receive() -> Message:
+        raise AssertionError("not called")
+
+    async def send(message: Message) -> None:
+        raise AssertionError("not called")
+
     middleware = RedirectMiddleware(app, rules=[Redirect("/a", "/b")])
-    await middleware({"type": "websocket", "path": "/a"}, None, None)  # type: ignore[arg-type]
-    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await middleware({"type": "websocket", "path": "/a"}, receive, send)
+    await middleware({"type": "lifespan"}, receive, send)
     assert seen == ["websocket", "lifespan"]
 
 
