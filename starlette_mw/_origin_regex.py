@@ -92,6 +92,8 @@ def _choices(op: Any, value: Any, wildcard: bool) -> list[str]:
     if op is _sre.IN:
         return [_pick(lambda char: _in_class(char, value))]
     if op is _sre.AT:
+        if value in (_sre.AT_BOUNDARY, _sre.AT_NON_BOUNDARY):
+            raise _Unsupported(r"'\b' or '\B'")
         return [""]  # where the anchors are is checked apart; the samples are matched in full
     if op is _sre.BRANCH:
         return [sample for branch in value[1] for sample in _samples(branch)]

@@ -44,7 +44,7 @@ def describe(app: Starlette) -> Stack:
     registered with `@app.middleware("http")` appears under its own name. The stack is built with
     the app's `build_middleware_stack()`, exactly as on the first request, but not installed.
 
-        >>> print(describe(app))
+        >>> print(describe(app))  # a plain Starlette(); App adds ErrorResponseLayer first
         request (outermost first):
           1. ServerErrorMiddleware
           2. add_process_time
@@ -58,7 +58,9 @@ def describe(app: Starlette) -> Stack:
     # Every Starlette middleware keeps the app it wraps in `.app`; follow that chain inwards.
     while layer is not None and id(layer) not in seen:
         seen.add(id(layer))
-        layers.append(layer_name(layer))
+        # trace() puts recorders between the layers of a traced app: not layers of the app's own.
+        if not getattr(layer, "traces", False):
+            layers.append(layer_name(layer))
         if isinstance(layer, Router):
             break
         layer = getattr(layer, "app", None)

@@ -344,6 +344,9 @@ REFUSED_REGEXES = [
     pytest.param(r"^https://(?!evil)[a-z]+\.example\.com$", "lookahead .* simpler pattern", id="lookahead"),
     pytest.param(r"^https://(a)\1\.example\.com$", "uses a backreference, .* simpler pattern", id="backreference"),
     pytest.param(r"^https://a\bb\.example\.com$", "simpler pattern", id="word-boundary"),
+    # Even where it changes nothing the check can see, a '\b' is refused, as the README says.
+    pytest.param(r"^https://\bapp\.example\.com$", r"uses '\\b' or '\\B'", id="word-boundary-harmless"),
+    pytest.param(r"^https://app\Bx\.example\.com$", r"uses '\\b' or '\\B'", id="not-word-boundary"),
 ]
 
 
@@ -718,3 +721,19 @@ async def test_concurrent_requests_each_get_their_own_origin_and_error_headers()
     assert results == {
         origin + path: (200 if path == "/" else 500, origin, origin) for origin in allowed for path in ("/", "/boom")
     }
+
+
+def test_vary_is_merged_not_repeated() -> None:
+    async def varies(request: Request) -> Response:
+        response = PlainTextResponse("hi", headers={"Vary": "Origin"})
+        response.headers.append("Vary", "Accept-Encoding")
+        return response
+
+    app = App(
+        routes=[Route("/", varies)],
+        middleware=[Middleware(CORSMiddleware, preset="first-party", allow_origins=[APP])],
+    )
+    for origin in (APP, OTHER):
+        response = TestClient(app).get("/", headers={"Origin": origin})
+        # Starlette's own appends another "Origin"; one Vary header with each item once.
+        assert response.headers.get_list("vary") == ["Origin, Accept-Encoding"]
