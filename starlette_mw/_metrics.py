@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -128,6 +129,11 @@ def record_timing(
     check_description(description, f"Description of metric {name!r}")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
         raise TypeError(f"Duration of metric {name!r} is {seconds!r}; give seconds as a number, or None.")
+    if seconds is not None and not 0 <= seconds < math.inf:  # NaN fails both comparisons
+        raise ValueError(
+            f"Duration of metric {name!r} is {seconds!r}; Server-Timing durations are finite and not negative, "
+            "so give the seconds measured (time.perf_counter() differences), or None."
+        )
     metrics = metrics_of(request)
     if metrics is not None:
         metrics.add(name, seconds, description)

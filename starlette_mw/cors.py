@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
+from starlette_mw._cors_timing import merge_vary
 from starlette_mw._metrics import RequestMetrics, metrics_of
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
@@ -44,6 +45,10 @@ class _CORSSend:
             metrics = metrics_of(self.scope)
             if metrics is not None:
                 message = _share_with_timing(message, metrics)
+            headers = list(message.get("headers", ()))
+            merged = merge_vary(headers)
+            if merged is not headers:
+                message = {**message, "headers": merged}
         await self.send(message)
 
 

@@ -39,7 +39,9 @@ class ErrorResponseLayer:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _SCOPE_KEY in scope:
+            # A mounted App inside another: the outer layer applies what middleware register, on
+            # the response as it leaves the whole app (the inner 500 goes out through it too).
             await self.app(scope, receive, send)
             return
         wrappers: dict[BaseHTTPMiddleware, SendWrapper] = {}

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._cors_timing import merge_vary
 from starlette_mw._metrics import (
     SCOPE_KEY,
     RequestMetrics,
@@ -144,9 +145,8 @@ class TimingMiddleware(PlainMiddleware):
                 raise ValueError("timing_allow_origin=[] allows no origin; pass None (the default) to leave it out.")
             self._tao = ", ".join(origins).encode("ascii")
         # Headers this middleware sets rather than adds to; Server-Timing is a list and may repeat.
-        self._replaced = frozenset(
-            name for name in (self._process_time, b"timing-allow-origin" if timing_allow_origin else None) if name
-        )
+        self._replaced_but_tao = frozenset([self._process_time] if self._process_time else [])
+        self._replaced = self._replaced_but_tao | {b"timing-allow-origin"}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enabled is not None and not self.enabled(Request(scope)):
@@ -190,7 +190,9 @@ class TimingMiddleware(PlainMiddleware):
         return ", ".join(origins).encode("ascii") if origins else None
 
     def _headers(self, raw: Any, elapsed: float, metrics: RequestMetrics, scope: Scope) -> list[tuple[bytes, bytes]]:
-        replaced = self._replaced
+        timing_allow_origin = self._timing_allow_origin(scope)
+        # The app's own Timing-Allow-Origin is replaced only by one of ours.
+        replaced = self._replaced if timing_allow_origin is not None else self._replaced_but_tao
         headers: list[tuple[bytes, bytes]] = [
             (name, value) for name, value in raw if not replaced or name.lower() not in replaced
         ]
@@ -204,13 +206,11 @@ class TimingMiddleware(PlainMiddleware):
                 )
             if entries:
                 headers.append((b"server-timing", ", ".join(entries).encode()))
-        timing_allow_origin = self._timing_allow_origin(scope)
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
-            # A function may answer each origin differently: caches must keep the answers apart.
-            if self._tao_function is not None and not any(
-                name.lower() == b"vary" and b"origin" in value.lower() for name, value in headers
-            ):
-                headers.append((b"vary", b"Origin"))
+        if self._tao_function is not None:
+            # A function may answer each origin differently (or not at all): caches must keep the
+            # answers apart, whatever this one was.
+            headers = merge_vary(headers, b"Origin")
         metrics.expose_to_cors(headers)
         return headers

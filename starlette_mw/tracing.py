@@ -61,6 +61,8 @@ class Trace:
 class _Layer:
     """Stands in front of one middleware: records the request entering it and the response leaving it."""
 
+    traces = True  # describe() leaves it out
+
     def __init__(self, app: ASGIApp, name: str, trace: Trace) -> None:
         self.app = app
         self.name = name
@@ -83,6 +85,8 @@ class _Layer:
 
 class _Endpoint:
     """The innermost traced point: the app behind the last middleware."""
+
+    traces = True
 
     def __init__(self, app: ASGIApp, *, trace: Trace) -> None:
         self.app = app

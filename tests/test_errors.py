@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -182,3 +182,21 @@ async def test_a_response_after_a_retry_is_edited_once() -> None:
     assert len(response.headers.get_list("server-timing")) == 1
     assert len(response.headers.get_list("x-process-time")) == 1
     assert response.headers.get_list("access-control-allow-origin") == [ORIGIN]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("make_inner", [App, lambda **kwargs: starlette_mw.install(Starlette(**kwargs))])
+async def test_a_mounted_app_with_its_own_layer_leaves_the_outer_layer_in_charge(
+    make_inner: Callable[..., Starlette],
+) -> None:
+    inner = make_inner(routes=[Route("/x", fails_before_its_first_chunk)])
+    app = App(routes=[Mount("/sub", app=inner)])
+    app.add_middleware(TimingMiddleware)
+    app.add_middleware(CORSMiddleware, preset="first-party", allow_origins=[ORIGIN])
+    app.add_middleware(GZipMiddleware)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/sub/x", headers={"Origin": ORIGIN})
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert response.headers["server-timing"].startswith("app;dur=")

@@ -856,3 +856,33 @@ async def test_concurrent_requests_keep_their_own_metrics() -> None:
                 tasks.start_soon(fetch, name)
     for name, response in responses.items():
         assert names(response) == ["app", name, name, name]
+
+
+@pytest.mark.anyio
+async def test_a_timing_allow_origin_function_always_varies_on_origin() -> None:
+    async def own(request: Request) -> Response:
+        return PlainTextResponse(
+            "hi", headers={"Vary": "X-Origin-Token", "Timing-Allow-Origin": "https://partner.example"}
+        )
+
+    allowed = "https://app.example.com"
+    app = timed_app(
+        Middleware(
+            TimingMiddleware, timing_allow_origin=lambda r: allowed if r.headers.get("origin") == allowed else None
+        ),
+        routes=[Route("/", own)],
+    )
+    async with client(app) as http:
+        yes = await http.get("/", headers={"Origin": allowed})
+        no = await http.get("/", headers={"Origin": "https://other.example"})
+    # One Vary, with the app's item and Origin, matched as items (not 'origin' inside a name).
+    assert yes.headers.get_list("vary") == no.headers.get_list("vary") == ["X-Origin-Token, Origin"]
+    assert yes.headers.get_list("timing-allow-origin") == [allowed]
+    # Where the function allows nothing, the app's own header stays.
+    assert no.headers.get_list("timing-allow-origin") == ["https://partner.example"]
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), -2.0])
+def test_durations_must_be_finite_and_not_negative(seconds: float) -> None:
+    with pytest.raises(ValueError, match=r"Server-Timing durations are finite and not negative"):
+        record_timing({"type": "http"}, "x", seconds)

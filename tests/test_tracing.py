@@ -160,3 +160,12 @@ def test_a_traced_app_mounted_in_a_traced_app_records_apart(mw_client: Callable[
     mw_client(outer).get("/sub/x")
     assert outer_trace.requests == [["Legacy", "endpoint", "Legacy"]]
     assert inner_trace.requests == [["TimingMiddleware", "endpoint", "TimingMiddleware"]]
+
+
+def test_describe_does_not_list_the_recorders() -> None:
+    from starlette_mw import describe
+
+    app = App(routes=[Route("/", hello)], middleware=[Middleware(TimingMiddleware), Middleware(Legacy)])
+    before = describe(app)
+    trace(app)
+    assert describe(app) == before
