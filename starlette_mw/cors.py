@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
 from starlette_mw._cors_timing import merge_vary
-from starlette_mw._metrics import RequestMetrics, metrics_of
+from starlette_mw._metrics import SCOPE_KEY as METRICS_KEY
+from starlette_mw._metrics import RequestMetrics
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
@@ -42,14 +43,22 @@ class _CORSSend:
         if message["type"] == "http.response.start":
             self.started = True
             response_started(self.scope, self.owner)
-            metrics = metrics_of(self.scope)
+            metrics: RequestMetrics | None = self.scope.get(METRICS_KEY)
             if metrics is not None:
                 message = _share_with_timing(message, metrics)
-            headers = list(message.get("headers", ()))
-            merged = merge_vary(headers)
-            if merged is not headers:
-                message = {**message, "headers": merged}
+            message = _vary_once(message)
         await self.send(message)
+
+
+def _vary_once(message: Message) -> Message:
+    """Starlette's CORS appends "Origin" to the one Vary it leaves, even when the app's had it."""
+    headers = message["headers"]  # Starlette's CORS has made it a list of lower-case names
+    for name, value in reversed(headers):
+        if name == b"vary":
+            if value.lower().count(b"origin") > 1:
+                return {**message, "headers": merge_vary(headers)}
+            break
+    return message
 
 
 def _share_with_timing(message: Message, metrics: RequestMetrics) -> Message:
