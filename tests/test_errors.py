@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import starlette_mw
@@ -29,10 +29,10 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("endpoint failed")
 
 
-async def get_500(app: ASGIApp, path: str = "/boom") -> httpx.Response:
+async def get_500(app: ASGIApp, path: str = "/boom", headers: dict[str, str] | None = None) -> httpx.Response:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        response = await http.get(path)
+        response = await http.get(path, headers=headers)
     assert response.status_code == 500
     return response
 
@@ -126,18 +126,38 @@ async def fails_before_its_first_chunk(request: Request) -> Response:
     return StreamingResponse(body())
 
 
+def route() -> list[BaseRoute]:
+    return [Route("/", fails_before_its_first_chunk)]
+
+
+def mounted_app() -> list[BaseRoute]:
+    return [Mount("/sub", app=App(routes=route()))]
+
+
+def mounted_installed_app() -> list[BaseRoute]:
+    return [Mount("/sub", app=starlette_mw.install(Starlette(routes=route())))]
+
+
 @pytest.mark.anyio
-async def test_a_start_held_back_outside_does_not_count_as_sent() -> None:
+@pytest.mark.parametrize(
+    ("routes", "path"),
+    [
+        (route, "/"),
+        # An app with a layer of its own, mounted in an App: the inner layer leaves the outer one in charge.
+        (mounted_app, "/sub/"),
+        (mounted_installed_app, "/sub/"),
+    ],
+)
+async def test_a_start_held_back_outside_does_not_count_as_sent(
+    routes: Callable[[], list[BaseRoute]], path: str
+) -> None:
     # GZipMiddleware holds the response start until the first body chunk, which never comes: the
     # start passed through Timing and CORS but never reached the client.
-    app = App(routes=[Route("/", fails_before_its_first_chunk)])
+    app = App(routes=routes())
     app.add_middleware(TimingMiddleware)
     app.add_middleware(CORSMiddleware, preset="first-party", allow_origins=[ORIGIN])
     app.add_middleware(GZipMiddleware)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        response = await http.get("/", headers={"Origin": ORIGIN})
-    assert response.status_code == 500
+    response = await get_500(app, path, headers={"Origin": ORIGIN})
     assert response.headers["access-control-allow-origin"] == ORIGIN
     assert response.headers["server-timing"].startswith("app;dur=")
     assert len(response.headers.get_list("x-process-time")) == 1
@@ -182,21 +202,3 @@ async def test_a_response_after_a_retry_is_edited_once() -> None:
     assert len(response.headers.get_list("server-timing")) == 1
     assert len(response.headers.get_list("x-process-time")) == 1
     assert response.headers.get_list("access-control-allow-origin") == [ORIGIN]
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("make_inner", [App, lambda **kwargs: starlette_mw.install(Starlette(**kwargs))])
-async def test_a_mounted_app_with_its_own_layer_leaves_the_outer_layer_in_charge(
-    make_inner: Callable[..., Starlette],
-) -> None:
-    inner = make_inner(routes=[Route("/x", fails_before_its_first_chunk)])
-    app = App(routes=[Mount("/sub", app=inner)])
-    app.add_middleware(TimingMiddleware)
-    app.add_middleware(CORSMiddleware, preset="first-party", allow_origins=[ORIGIN])
-    app.add_middleware(GZipMiddleware)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        response = await http.get("/sub/x", headers={"Origin": ORIGIN})
-    assert response.status_code == 500
-    assert response.headers["access-control-allow-origin"] == ORIGIN
-    assert response.headers["server-timing"].startswith("app;dur=")
