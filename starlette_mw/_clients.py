@@ -12,14 +12,14 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["async_client", "httpx_module", "test_client_class"]
+__all__ = ["async_client", "httpx_module", "testclient_class"]
 
 # Starlette 1.x warns when its TestClient falls back to httpx; using whichever is installed is
 # the point here, so that choice is not the user's warning to see.
 _FALLBACK_WARNING = "Using `httpx` with `starlette.testclient` is deprecated"
 
 
-def test_client_class() -> Any:
+def testclient_class() -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_FALLBACK_WARNING)
         from starlette.testclient import TestClient

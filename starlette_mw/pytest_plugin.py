@@ -33,9 +33,9 @@ def mw_client() -> Iterator[Callable[..., Any]]:
     not followed unless asked, so a test sees them. `raise_server_exceptions=False` gives the 500
     a browser would get instead of the exception.
     """
-    from starlette_mw._clients import test_client_class
+    from starlette_mw._clients import testclient_class
 
-    test_client = test_client_class()
+    test_client = testclient_class()
     with ExitStack() as clients:  # each closed, the last made first, even if one fails to close
 
         def make(
