@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ def layer_name(layer: Any) -> str:
         dispatch = layer.dispatch_func
         # A bound `dispatch` method names the class; a decorated function names itself.
         if getattr(dispatch, "__self__", None) is not layer:
+            while isinstance(dispatch, functools.partial):  # named for the function it wraps
+                dispatch = dispatch.func
             return getattr(dispatch, "__name__", type(dispatch).__name__)
     if isinstance(layer, Router):
         return "Router"

@@ -242,3 +242,16 @@ def test_cli_without_a_command() -> None:
     result = run_cli()
     assert result.returncode == 2
     assert "usage: python -m starlette_mw" in result.stderr
+
+
+def test_a_partial_is_named_for_the_function_it_wraps() -> None:
+    import functools
+
+    async def tagged(request: Request, call_next: CallNext, *, tag: str) -> Response:
+        response = await call_next(request)
+        response.headers["X-Tag"] = tag
+        return response
+
+    app = App(routes=[Route("/", hello)])
+    app.middleware("http")(functools.partial(tagged, tag="a"))
+    assert describe(app).layers[2] == "tagged"
