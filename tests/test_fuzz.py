@@ -11,7 +11,6 @@ raw requests to a real uvicorn for what its parsing changes.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message
+from wire import exchange
 
 from starlette_mw import App, CORSMiddleware, Redirect, RedirectMiddleware, TimingMiddleware, record_timing
 
@@ -245,16 +245,6 @@ async def test_the_stack_survives_arbitrary_requests_in_process(
 # -- The same under a real uvicorn ---------------------------------------------------------------------
 
 
-def raw_exchange(base: str, request: bytes) -> bytes:
-    url = urlsplit(base)
-    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
 # A few hundred raw requests by default: each is a new connection, and cheap.
 @settings(max_examples=3 * settings().max_examples)
 @given(request=requests(), escape=st.booleans())
@@ -263,7 +253,7 @@ def uvicorn_survives(base: str, request: tuple[str, str, bytes, list[tuple[bytes
     if escape:  # h11 refuses any byte but printable ASCII in a request target: send the rest as %XX
         target = re.sub(rb"[^!-~]", lambda byte: b"%%%02X" % byte[0][0], target)
     lines = [method.encode() + b" " + target + b" HTTP/1.1", *(name + b": " + value for name, value in headers)]
-    response = raw_exchange(base, b"\r\n".join([*lines, b"Connection: close", b"", b""]))
+    response = exchange(base, b"\r\n".join([*lines, b"Connection: close", b"", b""]), timeout=5)
     if not response:  # uvicorn closed the connection without answering a request it could not parse
         event("no response")
         return
@@ -315,7 +305,7 @@ def test_an_asterisk_request_never_leaves_the_site_under_uvicorn(mw_live_server:
         RedirectMiddleware(PlainTextResponse("home"), rules=[Redirect.scheme("https")], hosts=["example.com"])
     )
 
-    response = raw_exchange(base, b"OPTIONS * HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    response = exchange(base, b"OPTIONS * HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n", timeout=5)
 
     head = response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
     assert head[0] == b"HTTP/1.1 200 OK"  # uvicorn passes 'OPTIONS *' on as path '*'; so does the middleware

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from test_redirects import call
+from wire import exchange
 
 from starlette_mw import Redirect, RedirectMiddleware
 
@@ -149,12 +149,7 @@ async def test_a_capture_that_would_leave_the_site_passes_on() -> None:
 
 def raw_request(base: str, target: bytes, host: bytes) -> tuple[int, str | None]:
     """Send a request line as is (no client normalises it); the status and Location."""
-    url = urlsplit(base)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = exchange(base, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     location = next((line.split(":", 1)[1].strip() for line in head[1:] if line.lower().startswith("location:")), None)
     return int(head[0].split()[1]), location

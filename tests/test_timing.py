@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
+from wire import exchange
 
 import starlette_mw
 from starlette_mw import App, CallNext, HTTPMiddleware, TimingMiddleware, record_timing, timing
@@ -400,13 +400,8 @@ def test_hostile_descriptions_on_the_wire_under_uvicorn(mw_live_server: LiveServ
         return PlainTextResponse("hello")
 
     base_url = mw_live_server(timed_app(Middleware(TimingMiddleware), routes=[Route("/", handler)]))
-    host, port = base_url.removeprefix("http://").split(":")
     request = b"GET /?d=a%0D%0AX-Injected:%20yes%0D%0A%0D%0Abody HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
+    raw = exchange(base_url, request)
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
