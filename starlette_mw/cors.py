@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
-from typing import Unpack
+from collections.abc import Iterable, Mapping
+from typing import TypeAlias, Unpack
 
-from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,48 +27,93 @@ from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, rout
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
 
+_ACAO = b"access-control-allow-origin"
+# The edits for a response: names to drop, headers to add, the Access-Control-Allow-Origin among them.
+Edit: TypeAlias = tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...], bytes | None]
+_NO_EDIT: Edit = (frozenset(), (), None)
+
+
+class _Policy:
+    """One Starlette `CORSMiddleware`, and its answer to a request that is not a preflight.
+
+    Starlette decides (its settings, `simple_headers`, `is_allowed_origin`) and answers preflights
+    itself; its `send` then edits the response start through `MutableHeaders`, one scan of the
+    headers per edit. `edit()` gives the same edits, made in one pass by `_CORSSend`;
+    a property test (`tests/test_properties.py`) holds the two to the same headers for any response.
+    """
+
+    __slots__ = ("cors", "explicit", "simple", "simple_names")
+
+    def __init__(self, cors: StarletteCORSMiddleware) -> None:
+        self.cors = cors
+        self.simple = tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in cors.simple_headers.items()
+        )
+        self.simple_names = frozenset(name for name, _ in self.simple)
+        # For an origin answered by name: the others, then the origin (in place of "*", with credentials).
+        self.explicit = tuple(header for header in self.simple if header[0] != _ACAO)
+
+    def edit(self, origin: bytes | None) -> Edit:
+        """What Starlette's `send` sets on the response to a request with this Origin (and Vary: Origin)."""
+        if origin is None:
+            return _NO_EDIT
+        cors = self.cors
+        if cors.allow_all_origins and not cors.allow_credentials:
+            return self.simple_names, self.simple, b"*"
+        if cors.allow_all_origins or cors.is_allowed_origin(origin.decode("latin-1")):
+            return self.simple_names | {_ACAO}, (*self.explicit, (_ACAO, origin)), origin
+        return self.simple_names, self.simple, None
+
+
 class _CORSSend:
-    """The `send` after Starlette's CORS logic: one request's response start, on its way out."""
+    """The `send` of one request: its response start gets the CORS edits on its way out."""
 
-    __slots__ = ("owner", "scope", "send", "started")
+    __slots__ = ("edit", "owner", "scope", "send", "started", "vary")
 
-    def __init__(self, owner: CORSMiddleware, scope: Scope, send: Send) -> None:
+    def __init__(self, owner: CORSMiddleware, scope: Scope, send: Send, edit: Edit, *, vary: bool) -> None:
         self.owner = owner
         self.scope = scope
         self.send = send
+        self.edit = edit
+        self.vary = vary  # Starlette's preflight responses carry their own Vary
         self.started = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             response_started(self.scope, self.owner)
-            metrics: RequestMetrics | None = self.scope.get(METRICS_KEY)
-            if metrics is not None:
-                message = _share_with_timing(message, metrics)
-            message = _vary_once(message)
+            message = {**message, "headers": self._headers(message.get("headers", ()))}
         await self.send(message)
 
+    def _headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        dropped, added, origin = self.edit
+        headers = [(name, value) for name, value in raw if name.lower() not in dropped] if dropped else list(raw)
+        headers += added
+        if any(name.lower() == b"vary" for name, _ in headers):
+            # One Vary with each item once: Starlette's own appends "Origin" even when the app's had it.
+            headers = merge_vary(headers, b"Origin" if self.vary else None)
+        elif self.vary:
+            headers.append((b"vary", b"Origin"))
+        metrics: RequestMetrics | None = self.scope.get(METRICS_KEY)
+        if metrics is not None:
+            if origin is None:  # the app's own, kept for an origin not allowed
+                origin = next((value for name, value in headers if name.lower() == _ACAO), None)
+            if origin is not None:  # expose the timing headers to that origin; see `_cors_timing`
+                metrics.share_with_cors(headers, origin)
+        return headers
 
-def _vary_once(message: Message) -> Message:
-    """Starlette's CORS appends "Origin" to the one Vary it leaves, even when the app's had it."""
-    headers = message["headers"]  # Starlette's CORS has made it a list of lower-case names
-    for name, value in reversed(headers):
-        if name == b"vary":
-            if value.lower().count(b"origin") > 1:
-                return {**message, "headers": merge_vary(headers)}
-            break
-    return message
 
-
-def _share_with_timing(message: Message, metrics: RequestMetrics) -> Message:
-    """Expose the timing headers to the origin the response allows; see `_cors_timing`."""
-    headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
-    origin = next((value for name, value in headers if name.lower() == b"access-control-allow-origin"), None)
-    if origin is None:  # the origin is not allowed (or the request had none)
-        return message
-    if not metrics.share_with_cors(headers, origin):  # a TimingMiddleware outside this one exposes them
-        return message
-    return {**message, "headers": headers}
+def _origin(scope: Scope) -> tuple[bytes | None, bool]:
+    """The request's Origin (the first, as Starlette reads it), and whether it asks a preflight."""
+    origin = None
+    preflight = False
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            if origin is None:
+                origin = value
+        elif name == b"access-control-request-method":
+            preflight = True
+    return origin, preflight and origin is not None and scope["method"] == "OPTIONS"
 
 
 class CORSMiddleware(PlainMiddleware):
@@ -119,11 +163,11 @@ class CORSMiddleware(PlainMiddleware):
         check_options(options, "CORSMiddleware")
         self.policy: CORSPolicy | None = None
         self.policies: dict[PathPattern, CORSPolicy] | None = None
-        self._cors: StarletteCORSMiddleware | None = None
-        self._routes: tuple[tuple[tuple[re.Pattern[str], ...], StarletteCORSMiddleware], ...] = ()
+        self._policy: _Policy | None = None
+        self._routes: tuple[tuple[tuple[re.Pattern[str], ...], _Policy], ...] = ()
         if policies is None:
             self.policy = CORSPolicy(**options) if preset is None else CORSPolicy.from_preset(preset, **options)
-            self._cors = StarletteCORSMiddleware(app, **self.policy.options())
+            self._policy = _Policy(StarletteCORSMiddleware(app, **self.policy.options()))
             return
         if preset is not None or options:
             given = ", ".join(["preset", *options] if preset is not None else options)
@@ -146,31 +190,32 @@ class CORSMiddleware(PlainMiddleware):
             regexes = compile_patterns(pattern, "policies")
             if regexes is None:
                 raise TypeError(f"policies key {pattern!r} is not a path pattern; use one such as '/api/*'.")
-            routes.append((regexes, StarletteCORSMiddleware(app, **policy.options())))
+            routes.append((regexes, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
         self.policies = dict(policies)
         self._routes = tuple(routes)
 
-    def _select(self, scope: Scope) -> StarletteCORSMiddleware | None:
+    def _select(self, scope: Scope) -> _Policy | None:
         path = route_path(scope)
-        for regexes, cors in self._routes:
+        for regexes, policy in self._routes:
             if any(regex.fullmatch(path) for regex in regexes):
-                return cors
+                return policy
         return None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cors = self._cors or self._select(scope)
-        if cors is None:  # no policy for this path
+        policy = self._policy or self._select(scope)
+        if policy is None:  # no policy for this path
             await self.app(scope, receive, send)
             return
-        response = _CORSSend(self, scope, send)
+        origin, preflight = _origin(scope)
+        app: ASGIApp
+        if preflight:  # Starlette's CORSMiddleware answers it, as it makes it
+            app, edit = policy.cors, _NO_EDIT
+        else:
+            app, edit = self.app, policy.edit(origin)
+        response = _CORSSend(self, scope, send, edit, vary=not preflight)
         try:
-            # Starlette's logic: preflights answered, and the response start edited on its way out.
-            await cors(scope, receive, response)
+            await app(scope, receive, response)
         except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
-            wrap = functools.partial(self._wrap_error_response, cors, scope)
+            wrap = functools.partial(_CORSSend, self, scope, edit=edit, vary=True)
             wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not response.started)
             raise
-
-    def _wrap_error_response(self, cors: StarletteCORSMiddleware, scope: Scope, send: Send) -> Send:
-        # The same edits as for the app's own response: Starlette's `send`, then ours.
-        return functools.partial(cors.send, send=_CORSSend(self, scope, send), request_headers=Headers(scope=scope))

@@ -518,3 +518,73 @@ async def test_cors_answers_as_starlettes_for_the_settings_both_accept(
     assert await asgi(ours, method, headers) == await asgi(
         StarletteCORSMiddleware(reached_app, **options), method, headers
     )
+
+
+# What an app's response may already carry that CORS edits: its own CORS headers, Vary, others.
+APP_HEADERS = st.lists(
+    st.sampled_from(
+        [
+            ("vary", "Accept-Encoding"),
+            ("vary", "origin"),
+            ("vary", "Accept, Origin"),
+            ("access-control-allow-origin", "https://elsewhere.example"),
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "false"),
+            ("access-control-expose-headers", "X-Own"),
+            ("content-type", "text/plain"),
+            ("x-app", "1"),
+        ]
+    ),
+    max_size=5,
+)
+
+
+def responding(headers: list[tuple[str, str]]) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raw = [(name.encode(), value.encode()) for name, value in headers]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": b"app"})
+
+    return app
+
+
+def by_name(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each header's values in order, Vary as its items once each (Starlette's may repeat "Origin")."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        if name == "vary":
+            items = values.setdefault(name, [])
+            for item in value.split(","):
+                if item.strip() and item.strip().lower() not in [seen.lower() for seen in items]:
+                    items.append(item.strip())
+        else:
+            values.setdefault(name, []).append(value)
+    return values
+
+
+@st.composite
+def starlette_options(draw: st.DrawFn) -> dict[str, Any]:
+    """Some of Starlette's keywords, with values both middlewares may accept."""
+    names = draw(st.lists(st.sampled_from(sorted(STARLETTE_OPTION_VALUES)), unique=True))
+    return {name: draw(STARLETTE_OPTION_VALUES[name]) for name in names}
+
+
+@given(options=starlette_options(), request=cors_requests(), response=APP_HEADERS)
+async def test_cors_edits_any_response_as_starlettes_does(
+    options: dict[str, Any], request: tuple[str, list[tuple[str, str]]], response: list[tuple[str, str]]
+) -> None:
+    """Ours makes Starlette's edits in one pass (cors.py); on any response, they come out the same."""
+    try:
+        ours = CORSMiddleware(responding(response), **options)
+    except ValueError:
+        assume(False)
+    method, headers = request
+    theirs = StarletteCORSMiddleware(responding(response), **options)
+
+    (status, got, body), (their_status, expected, their_body) = [
+        await asgi(app, method, headers) for app in (ours, theirs)
+    ]
+
+    assert (status, body) == (their_status, their_body)
+    assert by_name(got) == by_name(expected)
+    assert len([name for name, _ in got if name == "vary"]) == 1
