@@ -69,7 +69,7 @@ class RequestMetrics:
     __slots__ = ("cors_origin", "entries", "exposed", "precision", "sent")
 
     def __init__(self, precision: int, exposed: tuple[bytes, ...]) -> None:
-        self.entries: list[str] = []
+        self.entries: list[bytes] = []  # as they go into the header (UTF-8: descriptions may not be ASCII)
         self.precision = precision
         self.sent = False
         # For CORSMiddleware: the headers to expose, and the origin it allowed (_cors_timing.py).
@@ -80,13 +80,13 @@ class RequestMetrics:
         if self.sent:  # the header has gone out; a later metric has nowhere to go
             return
         entry = name if seconds is None else f"{name};dur={seconds * 1000:.{self.precision}f}"
-        self.entries.append(entry if not description else f"{entry};desc={quote(description)}")
+        self.entries.append((entry if not description else f"{entry};desc={quote(description)}").encode())
 
-    def take(self) -> list[str]:
+    def take(self) -> list[bytes]:
         """The metrics for the header; later ones are dropped. (A second start, the error response
         after one held back outside, gets the same metrics.)"""
         self.sent = True
-        return list(self.entries)
+        return self.entries
 
     # The handshake with CORSMiddleware (see _cors_timing.py): whichever of the two edits the
     # response start last exposes the timing headers to the origin that CORS allowed.

@@ -7,6 +7,7 @@ read the metrics: https://www.w3.org/TR/resource-timing/#sec-timing-allow-origin
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
@@ -124,11 +125,12 @@ class TimingMiddleware(PlainMiddleware):
 
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
-        self._total = metric
-        self._total_description = f";desc={quote(description)}" if description else ""
+        # The total's entry, as bytes: name, `dur` in milliseconds, description.
+        self._total = None if metric is None else f"{metric};dur=".encode()
+        self._total_description = f";desc={quote(description)}".encode() if description else b""
         self._precision = precision
-        self._ms_format = f".{precision}f"  # milliseconds in `dur`
-        self._seconds_format = f".{precision + 3}f"  # X-Process-Time: the same resolution, in seconds
+        self._ms_format = b"%%.%df" % precision
+        self._seconds_format = b"%%.%df" % (precision + 3)  # X-Process-Time: the same resolution, in seconds
         # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
         self._exposed = tuple(
             name.encode("ascii") for name in (process_time_header, "Server-Timing" if server_timing else None) if name
@@ -154,22 +156,22 @@ class TimingMiddleware(PlainMiddleware):
             return
         metrics = scope[SCOPE_KEY] = RequestMetrics(self._precision, self._exposed)
         start = time.perf_counter()
-
-        def timed(send: Send) -> Send:
-            async def send_timed(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    response_started(scope, self)
-                    headers = self._headers(message.get("headers", ()), time.perf_counter() - start, metrics, scope)
-                    message = {**message, "headers": headers}
-                await send(message)
-
-            return send_timed
-
         try:
-            await self.app(scope, receive, timed(send))
+            await self.app(scope, receive, self._timed(scope, metrics, start, send))
         except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
-            wrap_error_response(scope, timed, self, warn=isinstance(exc, Exception) and not metrics.sent)
+            wrap = functools.partial(self._timed, scope, metrics, start)
+            wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not metrics.sent)
             raise
+
+    def _timed(self, scope: Scope, metrics: RequestMetrics, start: float, send: Send) -> Send:
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = time.perf_counter() - start
+                response_started(scope, self)
+                message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
+            await send(message)
+
+        return send_timed
 
     def _timing_allow_origin(self, scope: Scope) -> bytes | None:
         if self._tao_function is None:
@@ -190,27 +192,27 @@ class TimingMiddleware(PlainMiddleware):
         return ", ".join(origins).encode("ascii") if origins else None
 
     def _headers(self, raw: Any, elapsed: float, metrics: RequestMetrics, scope: Scope) -> list[tuple[bytes, bytes]]:
-        timing_allow_origin = self._timing_allow_origin(scope)
+        timing_allow_origin = self._tao if self._tao_function is None else self._timing_allow_origin(scope)
         # The app's own Timing-Allow-Origin is replaced only by one of ours.
         replaced = self._replaced if timing_allow_origin is not None else self._replaced_but_tao
-        headers: list[tuple[bytes, bytes]] = [
-            (name, value) for name, value in raw if not replaced or name.lower() not in replaced
-        ]
+        headers: list[tuple[bytes, bytes]] = (
+            [(name, value) for name, value in raw if name.lower() not in replaced] if replaced else list(raw)
+        )
         if self._process_time is not None:
-            headers.append((self._process_time, format(elapsed, self._seconds_format).encode("ascii")))
+            headers.append((self._process_time, self._seconds_format % elapsed))
         entries = metrics.take()
         if self._server_timing:
             if self._total is not None:
-                entries.insert(
-                    0, f"{self._total};dur={format(elapsed * 1000, self._ms_format)}{self._total_description}"
-                )
+                total = self._total + self._ms_format % (elapsed * 1000) + self._total_description
+                entries = [total, *entries]
             if entries:
-                headers.append((b"server-timing", ", ".join(entries).encode()))
+                headers.append((b"server-timing", b", ".join(entries)))
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
         if self._tao_function is not None:
             # A function may answer each origin differently (or not at all): caches must keep the
             # answers apart, whatever this one was.
             headers = merge_vary(headers, b"Origin")
-        metrics.expose_to_cors(headers)
+        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed that origin
+            metrics.expose_to_cors(headers)
         return headers
