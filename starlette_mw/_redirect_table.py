@@ -194,9 +194,9 @@ class RuleTable:
 
         `raw_path` is the scope's, for `root_path + path`: what is copied unchanged into a Location
         (the whole path for a host, scheme or trailing-slash redirect, a captured tail of the path)
-        is copied from it as the client sent it, so '%2F' stays '%2F' and '%E9' stays '%E9'.
+        is copied from it as the client sent it, so '%2F' stays '%2F' and '%E9' stays '%E9'. That
+        spelling is worked out only where a Location needs it, not for the requests that pass.
         """
-        raw = _raw(root_path + path, raw_path)
         origin = self.origin(scheme, host) if self.has_origin_rules else None
         found = self.index.find(path, method, query_string)
         get = method in ("GET", "HEAD")
@@ -207,6 +207,7 @@ class RuleTable:
                     return Decision(GONE, None, rule.if_not_found, rule=rule.index)
             elif origin is None or (not rule.if_not_found and not rule.template.origin):
                 params = query_params(query_string) if rule.template.params else {}
+                raw = _raw(root_path + path, raw_path)
                 tails = _raw_tails(path, raw, groups) if raw is not None else None
                 rendered = rule.template.render(groups, params, raw=tails)
                 if rendered is not None:
@@ -215,6 +216,7 @@ class RuleTable:
                         return Decision(rule.statuses[0 if get else 1], location, rule.if_not_found, rule=rule.index)
         if origin is not None:
             index, new_origin, statuses = origin
+            raw = _raw(root_path + path, raw_path)
             copied = raw if raw is not None else quote(root_path + path, safe=PATH_SAFE)
             location = new_origin + copied + _query("", query_string)
             return Decision(statuses[0 if get else 1], location, rule=index)
@@ -230,6 +232,7 @@ class RuleTable:
             return None
         # A rule for the other form answers at once: one redirect rather than two.
         raw_other = None
+        raw = _raw(root_path + path, raw_path)
         if raw is not None:
             raw_other = (raw + "/" if self.trailing_slash == "append" else raw.rstrip("/") or "/").encode("ascii")
         ruled = self.decide(method, scheme, host, other, root_path, query_string, raw_other, slash=False)
