@@ -24,33 +24,33 @@ def _names(value: bytes) -> set[bytes]:
     return {name.strip().lower() for name in value.split(b",")}
 
 
+_EXPOSE = b"access-control-expose-headers"
+_ALLOW = b"timing-allow-origin"
+
+
 def expose_timing(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes) -> None:
     """Add `names` to Access-Control-Expose-Headers and `origin` to Timing-Allow-Origin, in place.
 
     `origin` is the response's Access-Control-Allow-Origin: the page's origin, or "*".
     """
-    expose = allow = None
-    for index, (name, _) in enumerate(headers):
-        lowered = name.lower()
-        if lowered == b"access-control-expose-headers":
-            expose = index
-        elif lowered == b"timing-allow-origin":
-            allow = index
-    if expose is None:
-        headers.append((b"access-control-expose-headers", b", ".join(names)))
+    lowered = [name.lower() for name, _ in headers]
+    if _EXPOSE not in lowered:
+        headers.append((_EXPOSE, b", ".join(names)))
     else:
-        name, value = headers[expose]
+        index = lowered.index(_EXPOSE)
+        name, value = headers[index]
         exposed = _names(value)
         missing = [added for added in names if added.lower() not in exposed]
         if missing:
-            headers[expose] = (name, b", ".join([value, *missing]))
-    if allow is None:
-        headers.append((b"timing-allow-origin", origin))
+            headers[index] = (name, b", ".join([value, *missing]))
+    if _ALLOW not in lowered:
+        headers.append((_ALLOW, origin))
     else:
-        name, value = headers[allow]
+        index = lowered.index(_ALLOW)
+        name, value = headers[index]
         allowed = _names(value)
         if b"*" not in allowed and origin.lower() not in allowed:
-            headers[allow] = (name, value + b", " + origin)
+            headers[index] = (name, value + b", " + origin)
 
 
 def merge_vary(headers: list[tuple[bytes, bytes]], add: bytes | None = None) -> list[tuple[bytes, bytes]]:

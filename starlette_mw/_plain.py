@@ -24,7 +24,7 @@ class PlainMiddleware(BaseHTTPMiddleware):
         self._dispatches = type(self).dispatch is not BaseHTTPMiddleware.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.paths(scope):
+        if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
             await self.app(scope, receive, send)
         elif self._dispatches:
             await Exchange(self.handle, scope, receive, send).run(self.dispatch_func)
