@@ -1,4 +1,4 @@
-"""The four forms of one app that `end_to_end.py` loads under uvicorn.
+"""The forms of one app that `end_to_end.py` loads under uvicorn.
 
 The same app (one route, `GET /` answering "hello") with the three middlewares every app ends up
 writing, in the forms a user chooses between:
@@ -8,7 +8,10 @@ writing, in the forms a user chooses between:
   process-time header and for legacy redirects, and Starlette's `CORSMiddleware`;
 - `decorator`: the same two functions through this package's `@app.middleware("http")`;
 - `package`: this package's `TimingMiddleware`, `RedirectMiddleware` with 1,000 rules and
-  `CORSMiddleware` with the "first-party" preset.
+  `CORSMiddleware` with the "strict" preset: the tutorial's CORS policy (named origins, no
+  credentials, simple methods);
+- `headers_only`: no middleware, but the endpoint returns the headers that `package` adds: what
+  the server's writing of those headers costs by itself, the best any middleware adding them can do.
 
 Each benchmark request is `GET /` from an allowed origin, so every layer does its work (CORS
 checks the origin and edits the response; the redirect layers look the path up and pass it on).
@@ -16,7 +19,9 @@ checks the origin and edits the response; the redirect layers look the path up a
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -25,12 +30,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 import starlette_mw
 from benchmarks.apps import ORIGIN, Variant
 from starlette_mw import App, CallNext, Redirect, RedirectMiddleware, TimingMiddleware
 
-__all__ = ["LEGACY", "STACKS", "bare", "decorator", "package", "tutorial"]
+__all__ = ["LEGACY", "STACKS", "bare", "decorator", "headers_only", "package", "tutorial"]
 
 # 1,000 legacy URLs, as a site that moved its pages keeps them.
 LEGACY = {f"/archive/{year}/{n}": f"/posts/{year}-{n}" for year in range(2000, 2010) for n in range(100)}
@@ -86,11 +92,63 @@ def package() -> Starlette:
     return App(
         routes=ROUTES,
         middleware=[
-            Middleware(starlette_mw.CORSMiddleware, preset="first-party", allow_origins=[ORIGIN]),
+            # The tutorial's CORS policy (named origins, no credentials, simple methods) as a preset.
+            Middleware(starlette_mw.CORSMiddleware, preset="strict", allow_origins=[ORIGIN]),
             Middleware(RedirectMiddleware, rules=[Redirect(old, new) for old, new in LEGACY.items()]),
             Middleware(TimingMiddleware),
         ],
     )
+
+
+def added_headers() -> list[tuple[bytes, bytes]]:
+    """The headers `package` adds to the bare app's response to a benchmark request, from one in-process call."""
+
+    async def start_headers(app: Starlette) -> list[tuple[bytes, bytes]]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1"), (b"origin", ORIGIN.encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        starts: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                starts.append(message)
+
+        await app(scope, receive, send)
+        return [(name, value) for name, value in starts[0]["headers"]]
+
+    def call(app: Starlette) -> list[tuple[bytes, bytes]]:
+        # In a thread of its own: uvicorn calls app factories from inside its running event loop.
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, start_headers(app)).result()
+
+    bare_names = {name for name, _ in call(bare())}
+    return [(name, value) for name, value in call(package()) if name not in bare_names]
+
+
+async def hello_with_headers(request: Request) -> Response:
+    response = PlainTextResponse("hello")
+    response.raw_headers.extend(request.app.state.headers)
+    return response
+
+
+def headers_only() -> Starlette:
+    app = Starlette(routes=[Route("/", hello_with_headers)])
+    app.state.headers = added_headers()
+    return app
 
 
 STACKS: tuple[Variant, ...] = (
@@ -98,4 +156,5 @@ STACKS: tuple[Variant, ...] = (
     Variant(label="FastAPI-tutorial way (BaseHTTPMiddleware x2, Starlette CORS)", factory=tutorial),
     Variant(label="starlette_mw decorator (same functions, Starlette CORS)", factory=decorator),
     Variant(label="starlette_mw middleware (Timing, Redirect 1,000 rules, CORS preset)", factory=package),
+    Variant(label="no middleware, the endpoint sending the same headers", factory=headers_only),
 )

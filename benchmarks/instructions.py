@@ -1,0 +1,128 @@
+"""Instructions per request of each form of `benchmarks.stacks`, counted by valgrind: no noise.
+
+`end_to_end.py` measures requests per second under a real uvicorn and wrk, which is what users
+get, but on a shared 2-core machine its ratios move by a tenth from run to run. This counts the
+CPU instructions that each request costs instead, which stay the same from run to run: each form
+runs behind uvicorn's own HTTP/1.1 protocol (h11, asyncio), fed the bytes of a `GET /` from an
+allowed origin over an in-memory transport, under `valgrind --tool=callgrind`. A run with 1,000
+requests minus a run with none, divided by 1,000, is the cost of one request: parsing, the app,
+its middleware, and writing the response. Instructions are not time (cache misses and the
+kernel's share are not counted), but for the same interpreter they rank and scale alike.
+
+    python benchmarks/instructions.py [--requests N]     # needs Debian's valgrind; ~5 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# Run as `python benchmarks/instructions.py`, the repository root is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.apps import ORIGIN
+from benchmarks.stacks import STACKS
+
+REQUEST = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
+WARM_UP = 200
+
+
+class Transport(asyncio.Transport):
+    """The socket's side for uvicorn's protocol: keeps what it writes, and the addresses it asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.answered = asyncio.Event()  # the body ("hello") has been written
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+        if self.written[-1].endswith(b"hello"):
+            self.answered.set()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+async def serve(import_string: str, requests: int) -> None:
+    """Build the app as `uvicorn --factory` does and answer `WARM_UP + requests` requests."""
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.server import ServerState
+
+    config = Config(import_string, factory=True, http="h11", lifespan="off", access_log=False, log_level="warning")
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Tue, 24 Nov 2026 06:00:00 GMT"), (b"server", b"uvicorn")]
+    protocol = H11Protocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+    transport = Transport()
+    protocol.connection_made(transport)
+    for _ in range(WARM_UP + requests):
+        transport.written.clear()
+        transport.answered.clear()
+        protocol.data_received(REQUEST)
+        await transport.answered.wait()
+        await asyncio.sleep(0)  # the cycle's end, ready for the next request on the connection
+    # The last request's task may still be ending (the tutorial's task groups): let it, before the loop closes.
+    await asyncio.gather(*(task for task in asyncio.all_tasks() if task is not asyncio.current_task()))
+    if b" 200 OK" not in transport.written[0]:
+        raise RuntimeError(f"{import_string} did not answer 200: {transport.written[0]!r}")
+
+
+def count(import_string: str, requests: int) -> int:
+    """The instructions valgrind counts for the whole process: start, warm-up, then `requests`."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--serve",
+        import_string,
+        "--requests",
+        str(requests),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    match = re.search(r"refs:\s+([\d,]+)", output)
+    if match is None:
+        raise RuntimeError(f"valgrind printed no instruction count:\n{output}")
+    return int(match[1].replace(",", ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000, help="requests counted per form (default: 1000)")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process valgrind runs
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve(args.serve, args.requests))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
+        return 2
+    print(f"uvicorn's h11 protocol, asyncio, in-memory transport; {args.requests} requests per form\n", flush=True)
+    print("| form | instructions / request | bare / form |")
+    print("|---|---:|---:|")
+    bare = None
+    for variant in STACKS:
+        per_request = (count(variant.import_string, args.requests) - count(variant.import_string, 0)) / args.requests
+        bare = bare or per_request
+        print(f"| {variant.label} | {per_request:,.0f} | {bare / per_request:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
