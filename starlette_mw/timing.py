@@ -173,17 +173,15 @@ class TimingMiddleware(PlainMiddleware):
 
         return send_timed
 
-    def _timing_allow_origin(self, scope: Scope) -> bytes | None:
-        if self._tao_function is None:
-            return self._tao
-        value = self._tao_function(Request(scope))
+    def _asked_timing_allow_origin(self, function: Callable[[Request], Origins | None], scope: Scope) -> bytes | None:
+        value = function(Request(scope))
         if value is None:
             return None
         if isinstance(value, str):
             value = [value]
         elif not isinstance(value, Sequence):
             raise TypeError(
-                f"timing_allow_origin function {self._tao_function!r} returned {value!r}; "
+                f"timing_allow_origin function {function!r} returned {value!r}; "
                 "it must return '*', an origin, a list of origins, or None."
             )
         # What the function returns may come from the request (its Origin header, say): keep only
@@ -192,7 +190,8 @@ class TimingMiddleware(PlainMiddleware):
         return ", ".join(origins).encode("ascii") if origins else None
 
     def _headers(self, raw: Any, elapsed: float, metrics: RequestMetrics, scope: Scope) -> list[tuple[bytes, bytes]]:
-        timing_allow_origin = self._tao if self._tao_function is None else self._timing_allow_origin(scope)
+        function = self._tao_function
+        timing_allow_origin = self._tao if function is None else self._asked_timing_allow_origin(function, scope)
         # The app's own Timing-Allow-Origin is replaced only by one of ours.
         replaced = self._replaced if timing_allow_origin is not None else self._replaced_but_tao
         headers: list[tuple[bytes, bytes]] = (
