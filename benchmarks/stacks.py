@@ -34,6 +34,7 @@ from starlette.types import Message
 
 import starlette_mw
 from benchmarks.apps import ORIGIN, Variant
+from benchmarks.overhead import make_receive, make_scope
 from starlette_mw import App, CallNext, Redirect, RedirectMiddleware, TimingMiddleware
 
 __all__ = ["LEGACY", "STACKS", "bare", "decorator", "headers_only", "package", "tutorial"]
@@ -104,30 +105,13 @@ def added_headers() -> list[tuple[bytes, bytes]]:
     """The headers `package` adds to the bare app's response to a benchmark request, from one in-process call."""
 
     async def start_headers(app: Starlette) -> list[tuple[bytes, bytes]]:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1"), (b"origin", ORIGIN.encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
         starts: list[Message] = []
-
-        async def receive() -> Message:
-            return {"type": "http.request", "body": b""}
 
         async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 starts.append(message)
 
-        await app(scope, receive, send)
+        await app(make_scope(), make_receive(), send)  # the in-process benchmark's request
         return [(name, value) for name, value in starts[0]["headers"]]
 
     def call(app: Starlette) -> list[tuple[bytes, bytes]]:
