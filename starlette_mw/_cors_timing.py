@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["expose_timing", "merge_vary"]
+__all__ = ["SERVER_TIMING", "expose_timing", "merge_vary"]
+
+SERVER_TIMING = b"Server-Timing"  # as TimingMiddleware names it in the list of exposed headers
 
 
 def _names(value: bytes) -> set[bytes]:
@@ -32,6 +34,8 @@ def expose_timing(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], or
     """Add `names` to Access-Control-Expose-Headers and `origin` to Timing-Allow-Origin, in place.
 
     `origin` is the response's Access-Control-Allow-Origin: the page's origin, or "*".
+    Timing-Allow-Origin opens the response's Resource Timing to the page; it is added only with
+    `SERVER_TIMING` among `names`, where it lets the page read the metrics.
     """
     lowered = [name.lower() for name, _ in headers]
     if _EXPOSE not in lowered:
@@ -43,6 +47,8 @@ def expose_timing(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], or
         missing = [added for added in names if added.lower() not in exposed]
         if missing:
             headers[index] = (name, b", ".join([value, *missing]))
+    if SERVER_TIMING not in names:
+        return
     if _ALLOW not in lowered:
         headers.append((_ALLOW, origin))
     else:

@@ -42,7 +42,7 @@ class _Policy:
     a property test (`tests/test_properties.py`) holds the two to the same headers for any response.
     """
 
-    __slots__ = ("cors", "explicit", "simple", "simple_names")
+    __slots__ = ("cors", "explicit", "named", "simple", "simple_names", "with_origin")
 
     def __init__(self, cors: StarletteCORSMiddleware) -> None:
         self.cors = cors
@@ -52,16 +52,22 @@ class _Policy:
         self.simple_names = frozenset(name for name, _ in self.simple)
         # For an origin answered by name: the others, then the origin (in place of "*", with credentials).
         self.explicit = tuple(header for header in self.simple if header[0] != _ACAO)
+        self.with_origin = self.simple_names | {_ACAO}
+        # The answers for the origins the settings name, worked out once: most requests come from one.
+        self.named = {origin: self.decide(origin) for origin in (o.encode("latin-1") for o in cors.allow_origins)}
 
     def edit(self, origin: bytes | None) -> Edit:
         """What Starlette's `send` sets on the response to a request with this Origin (and Vary: Origin)."""
         if origin is None:
             return _NO_EDIT
+        return self.named.get(origin) or self.decide(origin)
+
+    def decide(self, origin: bytes) -> Edit:
         cors = self.cors
         if cors.allow_all_origins and not cors.allow_credentials:
             return self.simple_names, self.simple, b"*"
         if cors.allow_all_origins or cors.is_allowed_origin(origin.decode("latin-1")):
-            return self.simple_names | {_ACAO}, (*self.explicit, (_ACAO, origin)), origin
+            return self.with_origin, (*self.explicit, (_ACAO, origin)), origin
         return self.simple_names, self.simple, None
 
 
@@ -87,9 +93,12 @@ class _CORSSend:
 
     def _headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         dropped, added, origin = self.edit
-        headers = [(name, value) for name, value in raw if name.lower() not in dropped] if dropped else list(raw)
-        headers += added
-        if any(name.lower() == b"vary" for name, _ in headers):
+        headers = list(raw)
+        names = [name.lower() for name, _ in headers]
+        if not dropped.isdisjoint(names):
+            headers = [(name, value) for name, value in headers if name.lower() not in dropped]
+        headers += added  # (never a Vary)
+        if b"vary" in names:
             # One Vary with each item once: Starlette's own appends "Origin" even when the app's had it.
             headers = merge_vary(headers, b"Origin" if self.vary else None)
         elif self.vary:
@@ -136,7 +145,8 @@ class CORSMiddleware(PlainMiddleware):
     What Starlette's own does not: the CORS headers and `Vary: Origin` on the 500 Starlette renders
     when an endpoint raises (in an app made with `starlette_mw.App` or passed to
     `starlette_mw.install()`), and `TimingMiddleware`'s headers in `Access-Control-Expose-Headers`
-    with `Timing-Allow-Origin` for allowed origins, in either order in the stack.
+    with `Timing-Allow-Origin` for allowed origins (when it sends Server-Timing), in either order in
+    the stack.
 
     `policies=` gives a `CORSPolicy` per path pattern instead (the first pattern that matches
     wins; a path that matches none passes through untouched):

@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._cors_timing import merge_vary
+from starlette_mw._cors_timing import SERVER_TIMING, merge_vary
 from starlette_mw._metrics import (
     SCOPE_KEY,
     RequestMetrics,
@@ -125,16 +125,16 @@ class TimingMiddleware(PlainMiddleware):
 
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
-        # The total's entry, as bytes: name, `dur` in milliseconds, description.
-        self._total = None if metric is None else f"{metric};dur=".encode()
-        self._total_description = f";desc={quote(description)}".encode() if description else b""
         self._precision = precision
-        self._ms_format = b"%%.%df" % precision
+        # The total's entry, a format for its `dur` in milliseconds: name, `dur`, description.
+        self._total: bytes | None = None
+        if metric is not None:
+            described = f";desc={quote(description)}".encode().replace(b"%", b"%%") if description else b""
+            self._total = b"%s;dur=%%.%df%s" % (metric.encode("ascii"), precision, described)
         self._seconds_format = b"%%.%df" % (precision + 3)  # X-Process-Time: the same resolution, in seconds
         # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
-        self._exposed = tuple(
-            name.encode("ascii") for name in (process_time_header, "Server-Timing" if server_timing else None) if name
-        )
+        exposed = [] if process_time_header is None else [process_time_header.encode("ascii")]
+        self._exposed = (*exposed, SERVER_TIMING) if server_timing else tuple(exposed)
 
         self._tao_function: Callable[[Request], Origins | None] | None = None
         self._tao: bytes | None = None
@@ -202,8 +202,7 @@ class TimingMiddleware(PlainMiddleware):
         entries = metrics.take()
         if self._server_timing:
             if self._total is not None:
-                total = self._total + self._ms_format % (elapsed * 1000) + self._total_description
-                entries = [total, *entries]
+                entries = [self._total % (elapsed * 1000), *entries]
             if entries:
                 headers.append((b"server-timing", b", ".join(entries)))
         if timing_allow_origin is not None:

@@ -605,7 +605,7 @@ def test_timing_allow_origin_of_timing_middleware_is_kept_and_extended(order: st
         *timing_stack(
             order,
             Middleware(CORSMiddleware, allow_origins=[APP, OTHER]),
-            Middleware(TimingMiddleware, timing_allow_origin=OTHER, server_timing=False),
+            Middleware(TimingMiddleware, timing_allow_origin=OTHER),
         )
     )
 
@@ -614,7 +614,32 @@ def test_timing_allow_origin_of_timing_middleware_is_kept_and_extended(order: st
 
     assert own.headers["timing-allow-origin"] == OTHER
     assert added.headers["timing-allow-origin"] == f"{OTHER}, {APP}"
-    assert added.headers["access-control-expose-headers"] == "X-Process-Time"
+    assert added.headers["access-control-expose-headers"] == "X-Process-Time, Server-Timing"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_without_server_timing_cors_exposes_the_header_and_opens_no_resource_timing(order: str) -> None:
+    # Timing-Allow-Origin would only show the page the response's Resource Timing, no metric.
+    http = client(
+        *timing_stack(
+            order, Middleware(CORSMiddleware, allow_origins=[APP]), Middleware(TimingMiddleware, server_timing=False)
+        )
+    )
+    own = client(
+        *timing_stack(
+            order,
+            Middleware(CORSMiddleware, allow_origins=[APP]),
+            Middleware(TimingMiddleware, server_timing=False, timing_allow_origin=OTHER),
+        )
+    )
+
+    response = http.get("/", headers=simple(APP))
+    asked = own.get("/", headers=simple(APP))
+
+    assert response.headers["access-control-expose-headers"] == "X-Process-Time"
+    assert "timing-allow-origin" not in response.headers
+    assert asked.headers["access-control-expose-headers"] == "X-Process-Time"
+    assert asked.headers["timing-allow-origin"] == OTHER  # what the middleware was given, not extended
 
 
 @pytest.mark.parametrize("order", ORDERS)
