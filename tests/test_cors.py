@@ -42,10 +42,22 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("boom")
 
 
+async def capitalized(request: Request) -> Response:
+    # ASGI asks for lower-case header names, but an app that builds its own may send others.
+    response = PlainTextResponse("hello")
+    response.raw_headers += [
+        (b"Vary", b"Accept-Encoding"),
+        (b"Access-Control-Allow-Origin", b"*"),
+        (b"X-Process-Time", b"0"),
+    ]
+    return response
+
+
 ROUTES: list[BaseRoute] = [
     Route("/", hello, methods=["GET", "PUT", "DELETE"]),
     Route("/vary", with_vary),
     Route("/boom", boom),
+    Route("/capitalized", capitalized),
     Route("/public/data", hello),
     Route("/api/data", hello, methods=["GET", "PUT"]),
     Route("/other", hello),
@@ -597,6 +609,20 @@ def test_timing_headers_are_exposed_to_allowed_origins_in_either_order(order: st
     for response in (refused, anonymous):
         assert "x-elapsed" in response.headers
         assert "timing-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_header_names_the_app_sends_in_capitals_are_edited_as_lower_case_ones(order: str) -> None:
+    http = client(*timing_stack(order, Middleware(CORSMiddleware, allow_origins=[APP]), Middleware(TimingMiddleware)))
+
+    response = http.get("/capitalized", headers=simple(APP))
+
+    assert response.headers.get_list("vary") == ["Accept-Encoding, Origin"]
+    assert response.headers.get_list("access-control-allow-origin") == [APP]
+    assert len(response.headers.get_list("x-process-time")) == 1
+    assert response.headers["x-process-time"] != "0"
+    assert response.headers["access-control-expose-headers"] == "X-Process-Time, Server-Timing"
+    assert response.headers["timing-allow-origin"] == APP
 
 
 @pytest.mark.parametrize("order", ORDERS)
