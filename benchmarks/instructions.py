@@ -3,13 +3,14 @@
 `end_to_end.py` measures requests per second under a real uvicorn and wrk, which is what users
 get, but on a shared 2-core machine its ratios move by a tenth from run to run. This counts the
 CPU instructions that each request costs instead, which stay the same from run to run: each form
-runs behind uvicorn's own HTTP/1.1 protocol (h11, asyncio), fed the bytes of a `GET /` from an
-allowed origin over an in-memory transport, under `valgrind --tool=callgrind`. A run with 1,000
-requests minus a run with none, divided by 1,000, is the cost of one request: parsing, the app,
-its middleware, and writing the response. Instructions are not time (cache misses and the
-kernel's share are not counted), but for the same interpreter they rank and scale alike.
+runs behind uvicorn's own HTTP/1.1 protocol (h11, or httptools with `--http httptools`; asyncio),
+fed the bytes of a `GET /` from an allowed origin over an in-memory transport, under
+`valgrind --tool=callgrind`. A run with 1,000 requests minus a run with none, divided by 1,000,
+is the cost of one request: parsing, the app, its middleware, and writing the response.
+Instructions are not time (cache misses and the kernel's share are not counted), but for the same
+interpreter they rank and scale alike.
 
-    python benchmarks/instructions.py [--requests N]     # needs Debian's valgrind; ~5 min
+    python benchmarks/instructions.py [--requests N] [--http httptools]   # Debian's valgrind; ~6 min
 """
 
 from __future__ import annotations
@@ -57,17 +58,18 @@ class Transport(asyncio.Transport):
         pass
 
 
-async def serve(import_string: str, requests: int) -> None:
+async def serve(import_string: str, requests: int, http: str) -> None:
     """Build the app as `uvicorn --factory` does and answer `WARM_UP + requests` requests."""
     from uvicorn.config import Config
-    from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.server import ServerState
 
-    config = Config(import_string, factory=True, http="h11", lifespan="off", access_log=False, log_level="warning")
+    config = Config(import_string, factory=True, http=http, lifespan="off", access_log=False, log_level="warning")
     config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Tue, 24 Nov 2026 06:00:00 GMT"), (b"server", b"uvicorn")]
-    protocol = H11Protocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+    protocol = config.http_protocol_class(
+        config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop()
+    )
     transport = Transport()
     protocol.connection_made(transport)
     for _ in range(WARM_UP + requests):
@@ -82,7 +84,7 @@ async def serve(import_string: str, requests: int) -> None:
         raise RuntimeError(f"{import_string} did not answer 200: {transport.written[0]!r}")
 
 
-def count(import_string: str, requests: int) -> int:
+def count(import_string: str, requests: int, http: str) -> int:
     """The instructions valgrind counts for the whole process: start, warm-up, then `requests`."""
     command = [
         "valgrind",
@@ -94,6 +96,8 @@ def count(import_string: str, requests: int) -> int:
         import_string,
         "--requests",
         str(requests),
+        "--http",
+        http,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     match = re.search(r"refs:\s+([\d,]+)", output)
@@ -105,20 +109,29 @@ def count(import_string: str, requests: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="requests counted per form (default: 1000)")
+    parser.add_argument(
+        "--http",
+        choices=["h11", "httptools"],
+        default="h11",
+        help="uvicorn's HTTP protocol (default: h11, the one plain `pip install uvicorn` has)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process valgrind runs
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(serve(args.serve, args.requests))
+        asyncio.run(serve(args.serve, args.requests, args.http))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
         return 2
-    print(f"uvicorn's h11 protocol, asyncio, in-memory transport; {args.requests} requests per form\n", flush=True)
+    print(
+        f"uvicorn's {args.http} protocol, asyncio, in-memory transport; {args.requests} requests per form\n", flush=True
+    )
     print("| form | instructions / request | bare / form |")
     print("|---|---:|---:|")
     bare = None
     for variant in STACKS:
-        per_request = (count(variant.import_string, args.requests) - count(variant.import_string, 0)) / args.requests
+        counts = [count(variant.import_string, requests, args.http) for requests in (args.requests, 0)]
+        per_request = (counts[0] - counts[1]) / args.requests
         bare = bare or per_request
         print(f"| {variant.label} | {per_request:,.0f} | {bare / per_request:.3f} |", flush=True)
     return 0
