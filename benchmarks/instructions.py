@@ -67,9 +67,9 @@ async def serve(import_string: str, requests: int, http: str) -> None:
     config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Tue, 24 Nov 2026 06:00:00 GMT"), (b"server", b"uvicorn")]
-    protocol = config.http_protocol_class(
-        config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop()
-    )
+    # H11Protocol or HttpToolsProtocol, whose constructors the `asyncio.Protocol` type here does not know.
+    protocol_class: Any = config.http_protocol_class
+    protocol = protocol_class(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
     transport = Transport()
     protocol.connection_made(transport)
     for _ in range(WARM_UP + requests):
