@@ -46,6 +46,23 @@ def _without_default_port(value: str) -> str:
     return f"{scheme}://{rest.rpartition(':')[0]}"
 
 
+# Letters that IDNA 2003 (Python's "idna" codec) maps to others where browsers (UTS 46, nontransitional)
+# keep them, so the codec's answer would not be the browser's: sharp s, final sigma, ZWNJ, ZWJ.
+_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+
+
+def _ascii_form(origin: str) -> str:
+    """', so write ...' with the ASCII form of `origin`'s host, where Python's codec agrees with browsers."""
+    scheme, _, authority = origin.partition("://")
+    if _DEVIATIONS.intersection(authority):
+        return ", as the Origin header of a request from the page shows it"
+    try:
+        ascii_form = f"{scheme}://{authority.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return ""
+    return f", so write {ascii_form!r}" if is_origin(ascii_form) else ""
+
+
 def check_origin(value: object, option: str) -> str:
     """`value` if it is a serialized origin; otherwise a ValueError or TypeError that says the fix."""
     if not isinstance(value, str):
@@ -83,6 +100,10 @@ def check_origin(value: object, option: str) -> str:
             hint = (
                 f"browsers send origins as scheme://host[:port] in lower case, with no path or trailing slash, "
                 f"so write {suggestion!r}"
+            )
+        elif not suggestion.isascii():
+            hint = (
+                f"browsers send a host with letters beyond ASCII in its IDNA (punycode) form{_ascii_form(suggestion)}"
             )
         else:
             hint = "write it as scheme://host[:port], as in 'https://app.example.com' or 'http://localhost:3000'"

@@ -280,6 +280,15 @@ REFUSED = [
     pytest.param({"allow_origins": [APP + "/"]}, ValueError, "so write 'https://app.example.com'", id="trailing-slash"),
     pytest.param({"allow_origins": [APP + "/app"]}, ValueError, "so write 'https://app.example.com'", id="path"),
     pytest.param({"allow_origins": ["app.example.com"]}, ValueError, "add the scheme", id="no-scheme"),
+    pytest.param(
+        {"allow_origins": ["https://Bücher.example/"]}, ValueError, "so write 'https://xn--bcher-kva.example'", id="idn"
+    ),
+    pytest.param(
+        {"allow_origins": ["https://straße.example"]},
+        ValueError,
+        "as the Origin header of a request",
+        id="idn-deviation",
+    ),
     pytest.param({"allow_origins": ["https://App.example.com"]}, ValueError, "in lower case", id="upper-case"),
     pytest.param({"allow_origins": ["null"]}, ValueError, "allowing it allows every site", id="null"),
     pytest.param(
