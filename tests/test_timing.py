@@ -132,15 +132,15 @@ async def test_names_description_and_precision_are_configurable() -> None:
             TimingMiddleware,
             process_time_header="X-Response-Time",
             metric="total",
-            description='whole "request"',
+            description='whole "request" (100%)',
             precision=1,
         )
     )
     response = await get(app)
     assert "x-process-time" not in response.headers
     assert re.fullmatch(r"\d+\.\d{4}", response.headers["x-response-time"])
-    assert re.fullmatch(r'total;dur=\d+\.\d;desc="whole \\"request\\""', response.headers["server-timing"])
-    assert metrics(response)[0][2] == 'whole "request"'
+    assert re.fullmatch(r'total;dur=\d+\.\d;desc="whole \\"request\\" \(100%\)"', response.headers["server-timing"])
+    assert metrics(response)[0][2] == 'whole "request" (100%)'
 
     response = await get(timed_app(Middleware(TimingMiddleware, precision=0)))
     assert re.fullmatch(r"\d+\.\d{3}", response.headers["x-process-time"])
