@@ -51,16 +51,15 @@ def _without_default_port(value: str) -> str:
 _DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
 
 
-def _ascii_form(origin: str) -> str:
-    """', so write ...' with the ASCII form of `origin`'s host, where Python's codec agrees with browsers."""
-    scheme, _, authority = origin.partition("://")
-    if _DEVIATIONS.intersection(authority):
-        return ", as the Origin header of a request from the page shows it"
+def ascii_spelling(host: str) -> str | None:
+    """`host` (with a port or not) with its letters beyond ASCII in IDNA (punycode) form, as browsers
+    and HTTP clients send it; None where Python's codec fails or may not agree with browsers."""
+    if _DEVIATIONS.intersection(host):
+        return None
     try:
-        ascii_form = f"{scheme}://{authority.encode('idna').decode('ascii')}"
+        return host.encode("idna").decode("ascii")
     except UnicodeError:
-        return ""
-    return f", so write {ascii_form!r}" if is_origin(ascii_form) else ""
+        return None
 
 
 def check_origin(value: object, option: str) -> str:
@@ -102,9 +101,10 @@ def check_origin(value: object, option: str) -> str:
                 f"so write {suggestion!r}"
             )
         elif not suggestion.isascii():
-            hint = (
-                f"browsers send a host with letters beyond ASCII in its IDNA (punycode) form{_ascii_form(suggestion)}"
-            )
+            hint = "browsers send a host with letters beyond ASCII in its IDNA (punycode) form"
+            spelled = ascii_spelling(suggestion.partition("://")[2])
+            if spelled is not None and is_origin(f"{scheme.lower()}://{spelled}"):
+                hint += f", so write '{scheme.lower()}://{spelled}'"
         else:
             hint = "write it as scheme://host[:port], as in 'https://app.example.com' or 'http://localhost:3000'"
     raise ValueError(f"{option} origin {value!r} is not an origin a browser would send; {hint}.")

@@ -10,6 +10,8 @@ from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from starlette.routing import compile_path
 
+from starlette_mw._origins import ascii_spelling
+
 Status: TypeAlias = "int | Literal['permanent', 'temporary']"
 QueryMode: TypeAlias = "Literal['keep', 'drop', 'merge']"
 Kind: TypeAlias = "Literal['path', 'host', 'scheme']"
@@ -293,10 +295,13 @@ def valid_port(port: str | None) -> bool:
 def check_host(value: object, where: str) -> str:
     found = HOST.fullmatch(value.lower()) if isinstance(value, str) else None
     if found is None:
-        raise ValueError(
-            f"{where}: {value!r} is not a host name; use a name such as 'example.com' (a port is allowed in a "
-            "target: 'example.com:8443')."
-        )
+        hint = "use a name such as 'example.com' (a port is allowed in a target: 'example.com:8443')"
+        if isinstance(value, str) and not value.isascii():
+            hint = "clients send a name with letters beyond ASCII in its IDNA (punycode) form"
+            spelled = ascii_spelling(value.lower())
+            if spelled is not None and HOST.fullmatch(spelled):
+                hint += f", so write {spelled!r}"
+        raise ValueError(f"{where}: {value!r} is not a host name; {hint}.")
     if not valid_port(found["port"]):
         raise ValueError(f"{where}: {value!r} has port {found['port']!r}; use a port from 1 to 65535, no leading zero.")
     return found.group()

@@ -286,7 +286,7 @@ REFUSED = [
     pytest.param(
         {"allow_origins": ["https://straße.example"]},
         ValueError,
-        "as the Origin header of a request",
+        r"in its IDNA \(punycode\) form\.$",  # Python's codec spells ß otherwise than browsers: no guess
         id="idn-deviation",
     ),
     pytest.param({"allow_origins": ["https://App.example.com"]}, ValueError, "in lower case", id="upper-case"),

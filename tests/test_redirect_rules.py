@@ -88,6 +88,18 @@ def build(*rules: Any, **options: Any) -> RedirectMiddleware:
         ([], {"trailing_slash_if_route": True}, ValueError, "needs trailing_slash="),
         ([], {"hosts": "example.com"}, TypeError, "hosts='example.com' is not a list"),
         ([], {"hosts": ["bad host"]}, ValueError, "'bad host' is not a host name"),
+        (
+            [],
+            {"hosts": ["Bücher.example"]},
+            ValueError,
+            "in its IDNA (punycode) form, so write 'xn--bcher-kva.example'.",
+        ),
+        (
+            [Redirect.host("straße.example", "a.example")],
+            {},
+            ValueError,
+            "letters beyond ASCII in its IDNA (punycode) form.",
+        ),
         # Review finding 1: hosts are names, compared with the request's name; and ports must be ports.
         (
             [Redirect.scheme()],
