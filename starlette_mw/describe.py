@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,17 @@ def layer_name(layer: Any) -> str:
     if isinstance(layer, Router):
         return "Router"
     return type(layer).__name__
+
+
+def layers_from(layer: Any) -> Iterator[Any]:
+    """`layer` and each layer inside it, to the router: every Starlette middleware keeps the app it wraps in `.app`."""
+    seen = set()
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        yield layer
+        if isinstance(layer, Router):
+            return
+        layer = getattr(layer, "app", None)
 
 
 @dataclass(frozen=True)
@@ -55,16 +67,6 @@ def describe(app: Starlette) -> Stack:
     """
     if not isinstance(app, Starlette):
         raise TypeError(f"describe() takes a Starlette or FastAPI app, not {type(app).__name__}.")
-    layer: Any = app.middleware_stack or app.build_middleware_stack()
-    layers = []
-    seen = set()
-    # Every Starlette middleware keeps the app it wraps in `.app`; follow that chain inwards.
-    while layer is not None and id(layer) not in seen:
-        seen.add(id(layer))
-        # trace() puts recorders between the layers of a traced app: not layers of the app's own.
-        if not getattr(layer, "traces", False):
-            layers.append(layer_name(layer))
-        if isinstance(layer, Router):
-            break
-        layer = getattr(layer, "app", None)
-    return Stack(tuple(layers))
+    stack = app.middleware_stack or app.build_middleware_stack()
+    # trace() puts recorders between the layers of a traced app: not layers of the app's own.
+    return Stack(tuple(layer_name(layer) for layer in layers_from(stack) if not getattr(layer, "traces", False)))

@@ -8,6 +8,7 @@ loops behind TLS proxies, lost query strings, 301 turning a POST into a GET).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,9 +24,13 @@ from starlette_mw._plain import PlainMiddleware
 from starlette_mw._redirect_loops import check_loops
 from starlette_mw._redirect_rules import Redirect, Status, redirect_from_dict
 from starlette_mw._redirect_table import Decision, RuleTable
+from starlette_mw.cors import CORSMiddleware
+from starlette_mw.describe import layers_from
 from starlette_mw.paths import PathPatterns
 
 __all__ = ["Redirect", "RedirectMiddleware", "load_redirects"]
+
+logger = logging.getLogger("starlette_mw")
 
 
 class RedirectMiddleware(PlainMiddleware):
@@ -53,6 +59,10 @@ class RedirectMiddleware(PlainMiddleware):
     scope's (so proxy headers count only where the server trusts them). A request that a rule
     cannot redirect safely goes on to the app unchanged. Rule sets that redirect in a loop are
     refused when the middleware is built (see `_redirect_loops.py` for what is checked).
+
+    Put a CORS middleware outside this one: a browser follows a redirect of a cross-origin
+    `fetch()` only if the redirect carries the CORS headers. Built with one inside it, it logs a
+    warning that says so.
     """
 
     def __init__(
@@ -80,6 +90,7 @@ class RedirectMiddleware(PlainMiddleware):
         self.trailing_slash_if_route = trailing_slash_if_route
         self._table = RuleTable(self.rules, status=status, trailing_slash=trailing_slash, hosts=hosts)
         check_loops(self._table)
+        _check_cors_outside(app)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self._table
@@ -154,6 +165,25 @@ async def _respond(send: Send, decision: Decision) -> None:
         headers.append((b"location", decision.location.encode("ascii")))
     await send({"type": "http.response.start", "status": decision.status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _check_cors_outside(app: ASGIApp) -> None:
+    """Warn if a CORS middleware is inside the one being built on `app`, where its redirects miss its headers.
+
+    Fetch runs the CORS check on each response of a cross-origin request, redirects included,
+    before it follows one (https://fetch.spec.whatwg.org/#http-fetch); a preflight must not be
+    redirected at all.
+    """
+    cors_types = CORSMiddleware | StarletteCORSMiddleware
+    cors = next((layer for layer in layers_from(app) if isinstance(layer, cors_types)), None)
+    if cors is not None:
+        logger.warning(
+            "RedirectMiddleware is outside %s in this app, so its redirects go out without CORS headers and "
+            "browsers refuse them to cross-origin fetch() calls; put %s outside RedirectMiddleware: register it "
+            "after RedirectMiddleware with add_middleware(), or before it in middleware=[...].",
+            type(cors).__name__,
+            type(cors).__name__,
+        )
 
 
 def load_redirects(source: str | os.PathLike[str] | Sequence[Mapping[str, object]]) -> list[Redirect]:

@@ -1,5 +1,8 @@
 """Each CORS preset in a real Chromium: what a page on another origin may and may not do.
 
+And CORS with RedirectMiddleware: which order lets a page follow a redirect, and what a redirect
+to another origin does to the `Origin` header.
+
 The page is on http://localhost:<port>. The app is addressed as http://localhost:<its port>, the
 same site but another origin (as a front end and its API on sibling subdomains are), so that
 cookies go with `credentials: "include"` wherever CORS allows them; from 127.0.0.1, a
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from starlette_mw import App, CORSMiddleware, TimingMiddleware
+from starlette_mw import App, CORSMiddleware, Redirect, RedirectMiddleware, TimingMiddleware
 
 pytestmark = pytest.mark.browser
 
@@ -37,12 +40,17 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("boom")
 
 
+def serve_on_localhost(two_origins: TwoOrigins, app: App) -> str:
+    """Start `app` and return its origin as http://localhost:<port>: the same site as the page, another origin."""
+    return two_origins.serve(app).replace("http://127.0.0.1:", "http://localhost:")
+
+
 def serve(two_origins: TwoOrigins, **cors: Any) -> str:
     app = App(
         routes=[Route("/login", login), Route("/me", whoami, methods=["GET", "PUT", "DELETE"]), Route("/boom", boom)],
         middleware=[Middleware(CORSMiddleware, **cors), Middleware(TimingMiddleware)],
     )
-    return two_origins.serve(app).replace("http://127.0.0.1:", "http://localhost:")
+    return serve_on_localhost(two_origins, app)
 
 
 # Everything a page tries, each outcome as a value: the response's status and what it can read,
@@ -171,3 +179,73 @@ def test_server_timing_reaches_an_allowed_page(two_origins: TwoOrigins) -> None:
 
     # Timing-Allow-Origin, added for the allowed page: without it Chromium gives an empty list.
     assert [metric["name"] for metric in entry["serverTiming"]] == ["app"]
+
+
+async def items(request: Request) -> Response:
+    return PlainTextResponse(f"{request.method} items")
+
+
+MOVED = """
+async function attempt(init) {
+  try {
+    const response = await fetch(api + "/v1/items", init);
+    return { status: response.status, body: await response.text(), at: new URL(response.url).pathname };
+  } catch (error) {
+    return { error: error.name };
+  }
+}
+return {
+  simple: await attempt(),
+  preflighted: await attempt({ method: "PUT", headers: { "Content-Type": "application/json" }, body: "{}" }),
+};
+"""
+
+
+@pytest.mark.parametrize("cors_outside", [True, False], ids=["CORS-outside-redirects", "redirects-outside-CORS"])
+def test_a_page_follows_a_redirect_only_with_cors_outside_the_redirects(
+    two_origins: TwoOrigins, cors_outside: bool
+) -> None:
+    cors = Middleware(CORSMiddleware, preset="first-party", allow_origins=[two_origins.page_origin])
+    redirects = Middleware(RedirectMiddleware, rules=[Redirect("/v1/items", "/v2/items")])
+    app = App(
+        routes=[Route("/v2/items", items, methods=["GET", "PUT"])],
+        middleware=[cors, redirects] if cors_outside else [redirects, cors],  # the first is outermost
+    )
+    api = serve_on_localhost(two_origins, app)
+
+    result = two_origins.run_js(MOVED, api=api)
+
+    if cors_outside:
+        # The 301 (GET) and the 308 (PUT, body kept) carry the CORS headers, so the browser follows them;
+        # CORS answers the PUT's preflights itself, for the old path and then for the new.
+        assert result == {
+            "simple": {"status": 200, "body": "GET items", "at": "/v2/items"},
+            "preflighted": {"status": 200, "body": "PUT items", "at": "/v2/items"},
+        }
+    else:
+        # Fetch runs the CORS check on a redirect before following it, and a preflight may not be redirected.
+        assert result == {"simple": BLOCKED, "preflighted": BLOCKED}
+
+
+async def origin(request: Request) -> Response:
+    return PlainTextResponse(request.headers.get("origin", "none"))
+
+
+def test_a_redirect_to_another_origin_arrives_with_origin_null(two_origins: TwoOrigins) -> None:
+    # The API moved from localhost to 127.0.0.1 (same port): a third origin for the page.
+    app = App(
+        routes=[Route("/origin", origin)],
+        middleware=[
+            Middleware(CORSMiddleware, preset="public"),  # "*": the browser reads the answer whatever the Origin
+            Middleware(RedirectMiddleware, rules=[Redirect.host("localhost", "127.0.0.1")]),
+        ],
+    )
+    api = serve_on_localhost(two_origins, app)
+
+    result = two_origins.run_js(
+        "const response = await fetch(api + '/origin'); return [new URL(response.url).host, await response.text()];",
+        api=api,
+    )
+
+    # Fetch's "tainted origin": no preset allows null, so a front end must call the new host itself.
+    assert result == [api.removeprefix("http://").replace("localhost", "127.0.0.1"), "null"]

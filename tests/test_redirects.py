@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,12 +12,14 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message
 
-from starlette_mw import Redirect, RedirectMiddleware
+import starlette_mw
+from starlette_mw import Redirect, RedirectMiddleware, describe
 
 pytestmark = pytest.mark.anyio
 
@@ -498,3 +501,26 @@ def test_redirect_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         rule.target = "/c"  # type: ignore[misc]
     assert RedirectMiddleware(Starlette(), rules=[rule]).rules == (rule,)
+
+
+@pytest.mark.parametrize("cors", [starlette_mw.CORSMiddleware, StarletteCORSMiddleware], ids=["ours", "Starlette's"])
+def test_a_cors_middleware_inside_the_redirects_gets_a_warning_with_the_fix(
+    cors: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The browser test (test_cors_browser.py) shows why: a page's fetch() cannot follow these redirects.
+    redirects = Middleware(RedirectMiddleware, rules=[Redirect("/old", "/new")])
+    cors_layer = Middleware(cors, allow_origins=["https://app.example"])
+    inside = Starlette(middleware=[redirects, Middleware(starlette_mw.TimingMiddleware), cors_layer])
+    outside = Starlette(middleware=[cors_layer, redirects])
+
+    with caplog.at_level(logging.WARNING, logger="starlette_mw"):
+        describe(outside)  # builds the stack, as the first request does
+        assert caplog.records == []
+        describe(inside)
+
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "RedirectMiddleware is outside CORSMiddleware in this app, so its redirects go out without CORS headers "
+        "and browsers refuse them to cross-origin fetch() calls; put CORSMiddleware outside RedirectMiddleware: "
+        "register it after RedirectMiddleware with add_middleware(), or before it in middleware=[...]."
+    )
