@@ -10,7 +10,8 @@ app waits on anything else, its task takes over, exactly where the app stopped, 
 it is an ordinary task. This is what Python 3.12's eager tasks do for a task's first step.
 
 Python 3.11 has no public way to make a task current, so this uses asyncio's `_enter_task` and
-`_leave_task`; without them, the app's task simply starts the ordinary way. On trio the app runs
+`_leave_task`; without them, or with a task factory on the loop (which may wrap the coroutine, as
+Sentry's does), the app's task simply starts the ordinary way. On trio the app runs
 in a system task; either way the middleware joins it before the request ends.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.tasks
 import contextvars
+import functools
 import inspect
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
@@ -172,8 +174,13 @@ class AppTask:
             trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
             return
         self.context = contextvars.copy_context()
-        if _enter_task is None or _leave_task is None:
-            self.task = self.loop.create_task(self.run(function), context=self.context)
+        if _enter_task is None or _leave_task is None or self.loop.get_task_factory() is not None:
+            # A task factory may wrap the coroutine in one of its own (Sentry's does), which no
+            # inline step can drive: the task starts the ordinary way.
+            coro = self.run(function)
+            self.task = self.loop.create_task(coro, context=self.context)
+            # A task cancelled (or failed by the factory's wrapper) before `run` began never sets `finished`.
+            self.task.add_done_callback(functools.partial(self._ended, coro))
             return
         self.eager = _EagerCoroutine(self.run(function))
         self.task = self.loop.create_task(self.eager, context=self.context)
@@ -192,6 +199,17 @@ class AppTask:
                 self.error = exc
         finally:
             self.finished.set()
+
+    def _ended(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[Any]) -> None:
+        if self.finished.is_set():
+            return
+        coro.close()  # never started: no "never awaited" warning
+        if task.cancelled():
+            if not self.cancelling:
+                self.error = asyncio.CancelledError()
+        elif task.exception() is not None:
+            self.error = task.exception()
+        self.finished.set()
 
     def step(self) -> None:
         """Run the app inline, as its task, while it waits only on futures that are already done.

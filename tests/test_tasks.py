@@ -11,7 +11,8 @@ import asyncio
 import contextvars
 import gc
 import types
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -382,3 +383,68 @@ async def test_the_apps_task_shows_its_coroutine_when_debugging() -> None:
     assert "coro=<AppTask.run() running at" in seen[0]
     assert int(seen[1]) >= 1
     assert peer.body_sent == b"ok"
+
+
+def wrapping_task_factory(*, yield_first: bool) -> Callable[..., asyncio.Task[Any]]:
+    """A loop task factory that runs each coroutine inside one of its own, as sentry_sdk's AsyncioIntegration does."""
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **options: Any) -> asyncio.Task[Any]:
+        async def wrapper() -> Any:
+            if yield_first:
+                await asyncio.sleep(0)
+            return await coro
+
+        return asyncio.Task(wrapper(), loop=loop, **options)
+
+    return factory
+
+
+# Was a bug: with such a factory the eager start could not step the app, so every request whose
+# app waited on I/O hung, its cancellation spinning the loop.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_task_factory_that_wraps_coroutines() -> None:
+    seen: dict[str, object] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen["var in app"] = var.get()
+        await asyncio.sleep(0.01)  # a real wait
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    async def dispatch(request: Request, call_next: CallNext) -> Response:
+        var.set("dispatch")
+        return await call_next(request)
+
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(wrapping_task_factory(yield_first=False))
+    try:
+        peer = await serve(HTTPMiddleware(app, dispatch))
+    finally:
+        loop.set_task_factory(None)
+    assert peer.body_sent == b"ok"
+    assert seen == {"var in app": "dispatch"}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_request_cancelled_before_the_apps_task_began() -> None:
+    started: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.append("app")
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    peer = Peer()
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(wrapping_task_factory(yield_first=True))  # the app's task waits a turn first
+    try:
+        # Made without the factory, this task runs dispatch at its first step, which starts the app's task.
+        request = asyncio.Task(HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send))
+        await asyncio.sleep(0)
+        request.cancel()  # reaches the app's task while its wrapper waits, before the app began
+        with anyio.fail_after(DEADLOCK), pytest.raises(asyncio.CancelledError):
+            await request
+    finally:
+        loop.set_task_factory(None)
+    assert started == []
+    assert peer.sent == []
