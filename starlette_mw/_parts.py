@@ -103,10 +103,11 @@ class AppResponse(Response):
         await exchange.send_start(send, self)
         ended = False
         async for chunk in self.body_iterator:
-            if isinstance(chunk, dict):  # pathsend or trailers, passed on as the app sent them
-                if chunk["type"] == "http.response.trailers" and not ended:
+            if isinstance(chunk, dict):  # pathsend, trailers or a push promise, passed on as the app sent them
+                kind = chunk["type"]
+                if kind == "http.response.trailers" and not ended:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
-                ended = True
+                ended = ended or kind != "http.response.push"  # a push promise may come mid-body
                 await send(chunk)
                 continue
             if isinstance(chunk, str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import socket
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal, cast
@@ -767,6 +767,38 @@ async def test_server_push_passes_through() -> None:
         await HTTPMiddleware(app_of(endpoint), passthrough)(scope, peer.receive, peer.send)
     assert peer.sent[0] == {"type": "http.response.push", "path": "/app.css", "headers": []}
     assert peer.types[1:] == ["http.response.start", "http.response.body"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("through_dispatch", [False, True], ids=["forwarded", "through-dispatch"])
+async def test_a_push_promise_mid_body_leaves_the_body_to_end(through_dispatch: bool) -> None:
+    async def endpoint(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"a"
+            await request.send_push_promise("/app.css")
+            yield b"b"
+
+        return StreamingResponse(chunks())
+
+    async def dispatch(request: Request, call_next: CallNext) -> Response:
+        response = cast(StreamingResponse, await call_next(request))
+        if through_dispatch:  # the usual "log the body" dispatch: read it all, send it again
+            chunks = [chunk async for chunk in response.body_iterator]
+            response.body_iterator = cast(AsyncIterator[bytes], iterate(chunks))
+        return response
+
+    peer = Peer()
+    scope = http_scope(extensions=("http.response.push",))
+    with anyio.fail_after(DEADLOCK):
+        await HTTPMiddleware(app_of(endpoint), dispatch)(scope, peer.receive, peer.send)
+    assert "http.response.push" in peer.types
+    assert peer.body_sent == b"ab"
+    assert peer.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def iterate(items: Iterable[object]) -> AsyncIterator[object]:
+    for item in items:
+        yield item
 
 
 DEBUG_INFO = {"template": "page.html", "context": {"title": "Home"}}
