@@ -7,14 +7,8 @@ form runs with the test suite; `pytest -m slow` runs the 100,000-request soak.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +17,8 @@ import anyio
 import httpx
 import pytest
 from soak_app import CHUNKS, LEGACY, ORIGIN
+from uvicorn_child import uvicorn_process
 
-TESTS = Path(__file__).resolve().parent
 # Growth of the server's resident memory allowed between the warm-up and the end of the run: room
 # for the allocator's arenas, far below what a leak of even 100 bytes per request would add.
 MEMORY_GROWTH_KIB = 4096
@@ -42,39 +36,6 @@ class Tally:
 
     def count(self, kind: str) -> None:
         self.sent[kind] = self.sent.get(kind, 0) + 1
-
-
-@contextlib.contextmanager
-def uvicorn_process(log: Path) -> Iterator[str]:
-    """The soak app under uvicorn in a child process (so that its memory is its own); yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        *("-m", "uvicorn", "--app-dir", str(TESTS), "--factory", "soak_app:make_app"),
-        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
-    ]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {process.returncode}: {log.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not listen on port {port}: {log.read_text()}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def request(http: httpx.AsyncClient, index: int, tally: Tally) -> None:
@@ -142,7 +103,7 @@ def soak(requests: int, concurrency: int = 32) -> None:
     tally = Tally()
     with tempfile.TemporaryDirectory() as directory:
         log = Path(directory) / "uvicorn.log"
-        with uvicorn_process(log) as base_url:
+        with uvicorn_process("soak_app:make_app", log) as base_url:
             warm_up = requests // 10
             anyio.run(load, base_url, 0, warm_up, concurrency, tally)
             warm = stats(base_url)
