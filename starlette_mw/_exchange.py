@@ -117,7 +117,10 @@ class Exchange:
                 # may cancel the task that sends once the client has gone (a StreamingResponse
                 # does under ASGI < 2.4, which uvicorn reports), and would cancel it with it.
                 await self.forwarded.wait()
-                await response.background()
+                try:
+                    await response.background()
+                finally:
+                    self.response_sent.set()  # the app's last send() returns: its own background may run
         else:
             await response(self.scope, self.request.app_receive, self.send)
             self.end_after_response()
@@ -173,9 +176,12 @@ class Exchange:
     async def app_send(self, message: Message) -> None:
         if self.mode == FORWARD:
             await self.send(message)
-            assert self.start is not None
+            assert self.start is not None and self.response is not None
             if is_last(message, self.start.get("trailers", False)):
                 self.forwarded.set()
+                if self.response.background is not None:
+                    # As in Starlette (and as in PULL below): dispatch's background task first, then the app's.
+                    await self.response_sent.wait()
             return
         kind = message["type"]
         if kind == "http.response.start":

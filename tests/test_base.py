@@ -240,6 +240,37 @@ async def test_background_task_added_by_dispatch_runs(middleware: Middlewares, t
     assert backgrounds == [("test.background.dispatch", True), ("test.background.endpoint", True)]
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("middleware", MIDDLEWARES)
+@pytest.mark.parametrize("through_dispatch", [False, True], ids=["forwarded", "through-dispatch"])
+async def test_background_tasks_of_dispatch_and_endpoint_run_one_after_the_other(
+    middleware: Middlewares, through_dispatch: bool
+) -> None:
+    # Two background tasks that share something (a database session) must not overlap.
+    log: list[str] = []
+
+    async def job(who: str) -> None:
+        log.append(f"{who} starts")
+        await anyio.sleep(0.01)
+        log.append(f"{who} ends")
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("hello", background=BackgroundTask(job, "endpoint"))
+
+    async def dispatch(request: Request, call_next: CallNext) -> Response:
+        response = cast(StreamingResponse, await call_next(request))
+        if through_dispatch:
+            response.body_iterator = cast(AsyncIterator[bytes], iterate([c async for c in response.body_iterator]))
+        response.background = BackgroundTask(job, "dispatch")
+        return response
+
+    peer = Peer()
+    with anyio.fail_after(DEADLOCK):
+        await middleware(app_of(endpoint), dispatch)(http_scope(), peer.receive, peer.send)
+    assert peer.body_sent == b"hello"
+    assert log == ["dispatch starts", "dispatch ends", "endpoint starts", "endpoint ends"]  # Starlette's order
+
+
 class BackgroundFailure(Exception):
     pass
 
