@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message
 
 import starlette_mw
@@ -452,6 +454,21 @@ async def test_trailing_slash_if_route() -> None:
     stripping = make_app(routes=routes, trailing_slash="strip", trailing_slash_if_route=True)
     assert (await call(stripping, "/without/")).location == "/without"
     assert (await call(stripping, "/with/")).status == 200
+
+
+@pytest.mark.parametrize("if_route", [False, True])
+async def test_static_files_redirecting_to_the_other_form(if_route: bool, tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("<p>docs</p>")
+    routes = [Mount("/", StaticFiles(directory=tmp_path, html=True))]
+    app = make_app(routes=routes, trailing_slash="strip", trailing_slash_if_route=if_route)
+
+    assert (await call(app, "/docs")).location == "http://example.com/docs/"  # StaticFiles' own redirect
+    second = await call(app, "/docs/")
+    if if_route:
+        assert (second.status, second.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    else:  # what the README warns of: stripped again, and so on
+        assert second.location == "/docs"
 
 
 async def test_a_scope_without_scheme_is_http() -> None:
