@@ -1,7 +1,7 @@
 """Fuzz: arbitrary paths, hosts, origins and header bytes through the whole stack.
 
-Timing, redirects (path, regex, host and scheme rules, trailing slash), CORS with a preset, and a
-decorator middleware, in front of routes that include a streaming one. Never a 500 (but where an
+Timing, CORS with a preset, redirects (path, regex, host and scheme rules, trailing slash) and a
+decorator middleware, outermost first, in front of routes that include a streaming one. Never a 500 (but where an
 endpoint raises on purpose), never a hang, never an exception out of the stack, never a Location
 that leaves the configured hosts, never CR, LF or NUL in a response header; exactly one response
 start. In-process with scopes built as uvicorn's h11 protocol builds them, then a smaller run of
@@ -82,8 +82,6 @@ def make_stack(preset: str) -> App:
         response.headers["x-decorated"] = "1"
         return response
 
-    cors: dict[str, Any] = {"allow_origins": [FRONT_END]} if preset == "first-party" else {}
-    app.add_middleware(CORSMiddleware, preset=preset, **cors)
     app.add_middleware(
         RedirectMiddleware,
         rules=[
@@ -100,6 +98,9 @@ def make_stack(preset: str) -> App:
         hosts=["example.com"],
         trailing_slash="strip",
     )
+    # CORS outside the redirects, so that they carry its headers (README: With CORS).
+    cors: dict[str, Any] = {"allow_origins": [FRONT_END]} if preset == "first-party" else {}
+    app.add_middleware(CORSMiddleware, preset=preset, **cors)
     app.add_middleware(TimingMiddleware, timing_allow_origin=FRONT_END)
     return app
 
