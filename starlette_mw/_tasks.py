@@ -204,11 +204,10 @@ class AppTask:
         if self.finished.is_set():
             return
         coro.close()  # never started: no "never awaited" warning
-        if task.cancelled():
-            if not self.cancelling:
-                self.error = asyncio.CancelledError()
-        elif task.exception() is not None:
+        if not task.cancelled():
             self.error = task.exception()
+        elif not self.cancelling:
+            self.error = asyncio.CancelledError()
         self.finished.set()
 
     def step(self) -> None:
