@@ -120,14 +120,7 @@ class Tag(HTTPMiddleware):
     """A user's class-based middleware that reads the body in dispatch, so it flows through dispatch."""
 
     async def dispatch(self, request: Request, call_next: CallNext) -> Response:
-        response = cast(StreamingResponse, await call_next(request))
-        body = response.body_iterator
-
-        async def tagged() -> AsyncIterator[str | bytes | memoryview]:
-            async for chunk in body:
-                yield chunk
-
-        response.body_iterator = tagged()
+        response = await read_in_dispatch(request, call_next)
         response.headers["x-tag"] = "yes"
         return response
 
