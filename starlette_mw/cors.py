@@ -197,17 +197,17 @@ class CORSMiddleware(PlainMiddleware):
                     f"policies[{pattern!r}] is {policy!r}; make it with CORSPolicy.from_preset('public') or "
                     "CORSPolicy(allow_origins=[...])."
                 )
-            regexes = compile_patterns(pattern, "policies")
-            if regexes is None:
+            matchers = compile_patterns(pattern, "policies")
+            if matchers is None:
                 raise TypeError(f"policies key {pattern!r} is not a path pattern; use one such as '/api/*'.")
-            routes.append((regexes, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
+            routes.append((matchers, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
         self.policies = dict(policies)
         self._routes = tuple(routes)
 
     def _select(self, scope: Scope) -> _Policy | None:
         path = route_path(scope)
-        for regexes, policy in self._routes:
-            if any(regex.fullmatch(path) for regex in regexes):
+        for matchers, policy in self._routes:
+            if any(match(path) for match in matchers):
                 return policy
         return None
 
