@@ -9,7 +9,6 @@ Fetch's CORS protocol: https://fetch.spec.whatwg.org/#http-cors-protocol
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias, Unpack
 
@@ -22,7 +21,7 @@ from starlette_mw._metrics import SCOPE_KEY as METRICS_KEY
 from starlette_mw._metrics import RequestMetrics
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
-from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
+from starlette_mw.paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
@@ -174,7 +173,7 @@ class CORSMiddleware(PlainMiddleware):
         self.policy: CORSPolicy | None = None
         self.policies: dict[PathPattern, CORSPolicy] | None = None
         self._policy: _Policy | None = None
-        self._routes: tuple[tuple[tuple[re.Pattern[str], ...], _Policy], ...] = ()
+        self._routes: tuple[tuple[tuple[Matcher, ...], _Policy], ...] = ()
         if policies is None:
             self.policy = CORSPolicy(**options) if preset is None else CORSPolicy.from_preset(preset, **options)
             self._policy = _Policy(StarletteCORSMiddleware(app, **self.policy.options()))
