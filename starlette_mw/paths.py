@@ -98,9 +98,11 @@ def compile_patterns(patterns: PathPatterns, option: str) -> tuple[Matcher, ...]
 class PathFilter:
     """Answers whether a middleware should handle a request, from `include=` and `exclude=` patterns.
 
-    A pattern is an exact path (`"/health"`), a subtree (`"/api/*"` matches `/api` and everything
-    under `/api/`), Starlette's path syntax (`"/users/{id:int}"`), or a compiled regular expression,
-    which must match the whole path. `exclude` wins over `include`; `include=None` means every path.
+    A pattern is an exact path (`"/health"`) or Starlette's path syntax (`"/users/{id:int}"`), which
+    match what `Route(pattern)` receives (a final newline too, as the route's `$` allows); a subtree
+    (`"/api/*"` matches what `Route("/api")` receives and every path that begins `/api/`); `"/*"`,
+    every path; or a compiled regular expression, which must match the whole path but a final
+    newline. `exclude` wins over `include`; `include=None` means every path.
 
         >>> paths = PathFilter(include="/api/*", exclude=["/api/health"])
         >>> paths.matches("/api/users"), paths.matches("/api/health"), paths.matches("/")
