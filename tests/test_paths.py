@@ -56,7 +56,8 @@ def test_subtree_covers_paths_with_a_newline() -> None:
 def test_a_final_newline_matches_as_the_router_routes_it() -> None:
     # 'GET /admin%0A' arrives as '/admin\n', and Starlette's '^/admin$' (re.match) routes it to
     # Route('/admin'): each kind of pattern that names that route matches it too.
-    for pattern in ["/admin", "/{page}", "/admin/*", re.compile("/admin"), re.compile("/a.*")]:
+    patterns: list[str | re.Pattern[str]] = ["/admin", "/{page}", "/admin/*", re.compile("/admin"), re.compile("/a.*")]
+    for pattern in patterns:
         assert PathFilter(include=pattern).matches("/admin\n"), pattern
     assert PathFilter(include="/api/*").matches("/api\n")
     # One newline only, and only at the end: '$' lets nothing else through.
