@@ -9,7 +9,6 @@ Fetch's CORS protocol: https://fetch.spec.whatwg.org/#http-cors-protocol
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias, Unpack
 
@@ -22,7 +21,7 @@ from starlette_mw._metrics import SCOPE_KEY as METRICS_KEY
 from starlette_mw._metrics import RequestMetrics
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
-from starlette_mw.paths import PathPattern, PathPatterns, compile_patterns, route_path
+from starlette_mw.paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
@@ -174,7 +173,7 @@ class CORSMiddleware(PlainMiddleware):
         self.policy: CORSPolicy | None = None
         self.policies: dict[PathPattern, CORSPolicy] | None = None
         self._policy: _Policy | None = None
-        self._routes: tuple[tuple[tuple[re.Pattern[str], ...], _Policy], ...] = ()
+        self._routes: tuple[tuple[tuple[Matcher, ...], _Policy], ...] = ()
         if policies is None:
             self.policy = CORSPolicy(**options) if preset is None else CORSPolicy.from_preset(preset, **options)
             self._policy = _Policy(StarletteCORSMiddleware(app, **self.policy.options()))
@@ -197,17 +196,17 @@ class CORSMiddleware(PlainMiddleware):
                     f"policies[{pattern!r}] is {policy!r}; make it with CORSPolicy.from_preset('public') or "
                     "CORSPolicy(allow_origins=[...])."
                 )
-            regexes = compile_patterns(pattern, "policies")
-            if regexes is None:
+            matchers = compile_patterns(pattern, "policies")
+            if matchers is None:
                 raise TypeError(f"policies key {pattern!r} is not a path pattern; use one such as '/api/*'.")
-            routes.append((regexes, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
+            routes.append((matchers, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
         self.policies = dict(policies)
         self._routes = tuple(routes)
 
     def _select(self, scope: Scope) -> _Policy | None:
         path = route_path(scope)
-        for regexes, policy in self._routes:
-            if any(regex.fullmatch(path) for regex in regexes):
+        for matchers, policy in self._routes:
+            if any(match(path) for match in matchers):
                 return policy
         return None
 

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from starlette.routing import compile_path
 from starlette.types import Scope
 
+from starlette_mw._starlette_routing import route_path
+
+__all__ = ["Matcher", "PathFilter", "PathPattern", "PathPatterns", "compile_patterns", "route_path"]
+
 PathPattern: TypeAlias = "str | re.Pattern[str]"
 PathPatterns: TypeAlias = "PathPattern | Sequence[PathPattern] | None"
+# Called with the path the routes see; truthy when the pattern matches it.
+Matcher: TypeAlias = Callable[[str], object]
 
 
-def route_path(scope: Scope) -> str:
-    """The request path as the app's routes see it: without the `root_path` a proxy mounts it under."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
-        return path[len(root_path) :] or "/"
-    return path
+def _match_all(path: str) -> bool:
+    return True
 
 
-def _to_regex(pattern: PathPattern, option: str) -> re.Pattern[str]:
+def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
+    # As a route's regex ('^...$' through re.match) matches: the whole path, or all of it but a
+    # final newline, which '$' lets through. Not by wrapping the regex in '^...$', which would
+    # break its inline flags; `endpos` leaves the newline out as if the path ended before it.
+    def matches(path: str) -> bool:
+        return bool(regex.fullmatch(path) or (path[-1:] == "\n" and regex.fullmatch(path, 0, len(path) - 1)))
+
+    return matches
+
+
+def _to_matcher(pattern: PathPattern, option: str) -> Matcher:
     if isinstance(pattern, re.Pattern):
         if not isinstance(pattern.pattern, str):
             raise TypeError(
@@ -30,7 +41,7 @@ def _to_regex(pattern: PathPattern, option: str) -> re.Pattern[str]:
                 f"so compile a str pattern instead, as in re.compile({pattern.pattern.decode('latin-1')!r})."
             )
         # Used as given: each pattern keeps its own flags, group names and backreferences.
-        return pattern
+        return _regex_matcher(pattern)
     if not isinstance(pattern, str):
         raise TypeError(
             f"{option} pattern {pattern!r} has type {type(pattern).__name__}; "
@@ -38,28 +49,34 @@ def _to_regex(pattern: PathPattern, option: str) -> re.Pattern[str]:
         )
     if not pattern.startswith("/"):
         raise ValueError(f"{option} pattern {pattern!r} must start with '/', as in '/{pattern.lstrip('/')}'.")
-    prefix = pattern.endswith("/*")
-    body = pattern[:-2] if prefix else pattern
-    if "*" in body:
+    subtree = pattern.endswith("/*")
+    path = pattern[:-2] if subtree else pattern
+    if "*" in path:
         raise ValueError(
             f"{option} pattern {pattern!r} has a '*' that is not a final '/*'; "
             "'/*' may only end a pattern ('/api/*'), or use a compiled regular expression."
         )
-    if "{" in body:
-        try:
-            regex = compile_path(body)[0].pattern.removeprefix("^").removesuffix("$")
-        except (AssertionError, KeyError, ValueError) as exc:  # Starlette asserts on an unknown convertor
-            raise ValueError(
-                f"{option} pattern {pattern!r} is not a valid Starlette path ({exc}); "
-                "name each parameter once and use a known convertor, as in '/users/{id:int}'."
-            ) from None
-    else:
-        regex = re.escape(body)
-    # '/api/*' matches '/api' itself and everything below it, never '/apix'.
-    return re.compile(f"{regex}(?:/.*)?" if prefix else regex, re.DOTALL)
+    if subtree and not path:
+        return _match_all  # '/*'
+    try:
+        # The regex a `Route(path)` compiles, so the pattern matches what that route receives:
+        # the same convertors (registered ones too), and the final newline that '$' lets through.
+        route = compile_path(path)[0]
+    except (AssertionError, KeyError, ValueError) as exc:  # Starlette asserts on an unknown convertor
+        raise ValueError(
+            f"{option} pattern {pattern!r} is not a valid Starlette path ({exc}); "
+            "name each parameter once and use a known convertor, as in '/users/{id:int}'."
+        ) from None
+    if not subtree:
+        return route.match  # the call Route.matches makes
+    # '/api/*': what the route '/api' receives, and every path that goes on with '/' after it,
+    # whatever follows. That covers what a Mount('/api') receives, and also what its '.*' refuses
+    # but a route such as '/api/{name}' takes ('/api/a\nb'). Never '/apix'. compile_path ends a
+    # path's regex with '$'; the router tests in tests/test_paths_router.py fail if that changes.
+    return re.compile(route.pattern.removesuffix("$") + "(?:/|$)", route.flags).match
 
 
-def compile_patterns(patterns: PathPatterns, option: str) -> tuple[re.Pattern[str], ...] | None:
+def compile_patterns(patterns: PathPatterns, option: str) -> tuple[Matcher, ...] | None:
     if patterns is None:
         return None
     if isinstance(patterns, str | re.Pattern):
@@ -73,18 +90,20 @@ def compile_patterns(patterns: PathPatterns, option: str) -> tuple[re.Pattern[st
         )
     # Kept apart rather than joined into one regex: joined, two '{id}' patterns would define the
     # group 'id' twice, and a regex's own inline flags or backreferences would break.
-    regexes = tuple(_to_regex(pattern, option) for pattern in patterns)
-    if not regexes:
+    matchers = tuple(_to_matcher(pattern, option) for pattern in patterns)
+    if not matchers:
         raise ValueError(f"{option}=[] matches no path; pass None (the default) to leave it out.")
-    return regexes
+    return matchers
 
 
 class PathFilter:
     """Answers whether a middleware should handle a request, from `include=` and `exclude=` patterns.
 
-    A pattern is an exact path (`"/health"`), a subtree (`"/api/*"` matches `/api` and everything
-    under `/api/`), Starlette's path syntax (`"/users/{id:int}"`), or a compiled regular expression,
-    which must match the whole path. `exclude` wins over `include`; `include=None` means every path.
+    A pattern is an exact path (`"/health"`) or Starlette's path syntax (`"/users/{id:int}"`), which
+    match what `Route(pattern)` receives (a final newline too, as the route's `$` allows); a subtree
+    (`"/api/*"` matches what `Route("/api")` receives and every path that begins `/api/`); `"/*"`,
+    every path; or a compiled regular expression, which must match the whole path but a final
+    newline. `exclude` wins over `include`; `include=None` means every path.
 
         >>> paths = PathFilter(include="/api/*", exclude=["/api/health"])
         >>> paths.matches("/api/users"), paths.matches("/api/health"), paths.matches("/")
@@ -99,9 +118,9 @@ class PathFilter:
         self.everything = self._include is None and self._exclude is None
 
     def matches(self, path: str) -> bool:
-        if self._exclude is not None and any(regex.fullmatch(path) for regex in self._exclude):
+        if self._exclude is not None and any(match(path) for match in self._exclude):
             return False
-        return self._include is None or any(regex.fullmatch(path) for regex in self._include)
+        return self._include is None or any(match(path) for match in self._include)
 
     def __call__(self, scope: Scope) -> bool:
         return self.everything or self.matches(route_path(scope))

@@ -53,6 +53,32 @@ def test_subtree_covers_paths_with_a_newline() -> None:
     assert PathFilter(exclude="/api/*").matches("/api/a\nb") is False
 
 
+def test_a_final_newline_matches_as_the_router_routes_it() -> None:
+    # 'GET /admin%0A' arrives as '/admin\n', and Starlette's '^/admin$' (re.match) routes it to
+    # Route('/admin'): each kind of pattern that names that route matches it too.
+    patterns: list[str | re.Pattern[str]] = ["/admin", "/{page}", "/admin/*", re.compile("/admin"), re.compile("/a.*")]
+    for pattern in patterns:
+        assert PathFilter(include=pattern).matches("/admin\n"), pattern
+    assert PathFilter(include="/api/*").matches("/api\n")
+    # One newline only, and only at the end: '$' lets nothing else through.
+    assert matching(PathFilter(include="/admin"), ["/admin\n\n", "/admin\r", "/admin\n/", "/admi\nn"]) == []
+    assert not PathFilter(include="/api/*").matches("/api\n/x")
+
+
+def test_a_path_parameter_stops_at_a_newline_inside_the_path_as_the_route_does() -> None:
+    # Starlette's '{rest:path}' is '.*' without DOTALL: Route('/files/{rest:path}') does not receive
+    # '/files/a\nb', so the pattern does not match it; '{name}' ('[^/]+') takes the newline.
+    assert matching(PathFilter(include="/files/{rest:path}"), ["/files/a\nb", "/files/a\n"]) == ["/files/a\n"]
+    assert PathFilter(include="/files/{name}").matches("/files/a\nb")
+    # A subtree takes all of it: a route such as '/api/{name}' would.
+    assert PathFilter(include="/api/*").matches("/api/a\nb/c")
+
+
+def test_no_patterns_never_look_at_the_path() -> None:
+    # The per-request cost without include= / exclude=: no matcher runs, the scope is not read.
+    assert PathFilter()({"type": "http"})
+
+
 def test_starlette_path_syntax() -> None:
     paths = PathFilter(include="/users/{id:int}")
     assert matching(paths, ["/users/12", "/users/abc", "/users/12/posts", "/users/", "/users/-1"]) == ["/users/12"]
@@ -119,7 +145,10 @@ def test_root_path_is_stripped_before_matching() -> None:
     assert not paths(http_scope("/prefix/other", root_path="/prefix"))
     # '/prefixed' does not start with the mount point '/prefix', so nothing is stripped.
     assert not paths(http_scope("/prefixed/api/users", root_path="/prefix"))
-    assert PathFilter(include="/")(http_scope("/prefix", root_path="/prefix"))
+    # The mount point itself is '' to the routes: no route '/' receives it (the router redirects
+    # it to '/prefix/'), so '/' does not match it either.
+    assert not PathFilter(include="/")(http_scope("/prefix", root_path="/prefix"))
+    assert PathFilter(include="/")(http_scope("/prefix/", root_path="/prefix"))
 
 
 @pytest.mark.parametrize(
@@ -127,7 +156,7 @@ def test_root_path_is_stripped_before_matching() -> None:
     [
         ("/api/x", "", "/api/x"),
         ("/prefix/api/x", "/prefix", "/api/x"),
-        ("/prefix", "/prefix", "/"),
+        ("/prefix", "/prefix", ""),
         ("/prefix/", "/prefix", "/"),
         ("/prefixed/x", "/prefix", "/prefixed/x"),
         ("/api/x", "/prefix", "/api/x"),  # a server that leaves root_path out of path
