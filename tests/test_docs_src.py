@@ -204,3 +204,18 @@ def test_pytest_plugin_example(pytester: pytest.Pytester) -> None:
         (pytester.path / name).write_text((DOCS_SRC / "pytest_plugin" / name).read_text())
     result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=3)
+
+
+FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda page: page.name)
+def test_every_python_sample_in_the_docs_is_a_tested_file(page: Path) -> None:
+    # A page shows Python only by including a file; the tests above (and tests/test_examples.py)
+    # run each file it may include.
+    for language, body in FENCE.findall(page.read_text()):
+        if language == "python":
+            included = re.fullmatch(r'--8<-- "((?:docs_src|examples)/[\w/]+\.py)"\n', body)
+            assert included is not None, (
+                f"{page.name} shows Python that is not a file of docs_src/ or examples/:\n{body}"
+            )
