@@ -219,3 +219,11 @@ def test_every_python_sample_in_the_docs_is_a_tested_file(page: Path) -> None:
             assert included is not None, (
                 f"{page.name} shows Python that is not a file of docs_src/ or examples/:\n{body}"
             )
+
+
+def test_every_python_sample_in_the_readme_is_a_tested_file() -> None:
+    # PyPI shows the README without includes, so its Python blocks are copies: of files tested here.
+    files = {path.read_text() for path in DOCS_SRC.rglob("*.py")}
+    for language, body in FENCE.findall((ROOT / "README.md").read_text()):
+        if language == "python":
+            assert body in files, f"This README block is not a file under docs_src/:\n{body}"

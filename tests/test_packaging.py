@@ -4,6 +4,7 @@ complete metadata. Built from a copy of the checkout that holds the caches a tes
 from __future__ import annotations
 
 import email.parser
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,15 @@ def test_the_metadata_is_complete(dist: Path) -> None:
     assert tested <= classifiers
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta.get_payload() == (ROOT / "README.md").read_text()
+
+
+def test_the_long_description_renders_on_a_package_index() -> None:
+    # A package index shows the README on its own: a relative link, an in-page anchor or an
+    # included file would not resolve there.
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme) + re.findall(r'(?:src|href)="([^"]+)"', readme)
+    assert [target for target in targets if not target.startswith("https://")] == []
+    assert "--8<--" not in readme
 
 
 def test_the_classifiers_are_known_to_package_indexes() -> None:
