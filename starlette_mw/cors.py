@@ -130,7 +130,7 @@ class CORSMiddleware(PlainMiddleware):
         app.add_middleware(CORSMiddleware, preset="first-party", allow_origins=["https://app.example.com"])
         app.add_middleware(CORSMiddleware, preset="public")  # any site may read, without cookies
 
-    Presets (the README has the table): "development" (any port of localhost, 127.0.0.1 and [::1],
+    Presets (the docs' CORS page has the table): "development" (any port of localhost, 127.0.0.1 and [::1],
     with credentials; never in production), "public" (any origin, no credentials, GET and HEAD),
     "first-party" (the origins you name, credentials, the usual methods and headers) and "strict"
     (the origins you name, no credentials, GET and HEAD). A keyword given replaces the preset's

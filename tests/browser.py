@@ -197,6 +197,10 @@ class Page:
             raise JSError(outcome["error"]["name"], outcome["error"]["message"])
         return outcome.get("value")
 
+    def screenshot(self, path: Path) -> None:
+        """Save a PNG of the whole page to `path`."""
+        self._browser.call(self._opened.screenshot(path=str(path), full_page=True))
+
     def close(self) -> None:
         if self._context is not None:
             self._browser.call(self._context.close())

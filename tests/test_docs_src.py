@@ -1,0 +1,229 @@
+"""Every example of the documentation, run: each file under docs_src/ is imported, its app called,
+and what its page says it shows is checked. A snippet that fails when pasted is a bug."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from starlette_mw.testing import assert_cors, assert_redirect, assert_server_timing, preflight, server_timing
+
+ROOT = Path(__file__).parent.parent
+DOCS_SRC = ROOT / "docs_src"
+Client = Callable[..., Any]
+ORIGIN = "https://app.example.com"
+
+
+def test_getting_started_starlette(mw_client: Client) -> None:
+    from docs_src.getting_started.starlette_app import app
+
+    response = mw_client(app).get("/")
+    assert response.json() == {"hello": "world"}
+    assert float(response.headers["X-Process-Time"]) > 0
+
+
+def test_getting_started_fastapi(mw_client: Client) -> None:
+    from docs_src.getting_started.fastapi_app import app
+
+    client = mw_client(app)
+    home, health = client.get("/"), client.get("/health")
+    assert home.json() == {"hello": "world"}
+    assert home.headers["X-Server"] == "starlette_mw"
+    assert "X-Server" not in health.headers  # excluded
+    for response in (home, health):
+        assert float(response.headers["X-Process-Time"]) > 0
+        assert_server_timing(response, "app")
+
+
+def test_decorator_on_app(mw_client: Client) -> None:
+    from docs_src.decorator.app_decorator import add_process_time_header, app
+
+    assert callable(add_process_time_header)  # the decorator returns the function unchanged
+    response = mw_client(app).get("/")
+    assert response.text == "home"
+    assert float(response.headers["X-Process-Time"]) > 0
+
+
+def test_decorator_on_an_existing_app(mw_client: Client) -> None:
+    from docs_src.decorator.existing_app import app
+
+    client = mw_client(app)
+    assert client.get("/").headers["X-Server"] == "starlette"
+    assert "X-Server" not in client.get("/health").headers
+
+
+@pytest.mark.parametrize(
+    ("path", "tagged"),
+    [
+        ("/api", True),  # "/api/*" is /api and everything under it
+        ("/api/items/3", True),
+        ("/apix", False),
+        ("/api/health", False),  # exclude wins over include
+        ("/users/42", True),  # Starlette's path syntax, with its convertor
+        ("/users/bob", False),
+        ("/v2/anything", True),  # the regular expression matches the whole path
+        ("/x/v2/anything", False),
+        ("/", False),
+    ],
+)
+def test_path_filters(mw_client: Client, path: str, tagged: bool) -> None:
+    from docs_src.decorator.path_filters import api, app
+
+    response = mw_client(app).get(path)
+    assert response.text == path
+    assert ("X-Tagged" in response.headers) is tagged
+    assert api.matches(path) is (path in {"/api", "/api/items/3"})
+
+
+def test_http_middleware_subclass(mw_client: Client) -> None:
+    from docs_src.decorator.subclass import app
+
+    client = mw_client(app)
+    assert client.get("/", headers={"X-Request-Id": "r-1"}).headers["X-Request-Id"] == "r-1"
+    assert "X-Request-Id" not in client.get("/health").headers
+
+
+def test_stack_command_prints_what_the_page_shows() -> None:
+    shown = (DOCS_SRC / "order" / "stack_output.txt").read_text()
+    printed = subprocess.run(
+        [sys.executable, "-m", "starlette_mw", "stack", "examples.process_time:app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == shown
+
+
+def test_describe(capsys: pytest.CaptureFixture[str]) -> None:
+    sys.modules.pop("docs_src.order.describe_app", None)  # it prints on import
+    import docs_src.order.describe_app  # noqa: F401
+
+    first, rest = capsys.readouterr().out.split("\n", 1)
+    assert first == "('add_server_header', 'add_process_time_header')"
+    assert rest == (DOCS_SRC / "order" / "stack_output.txt").read_text()
+
+
+def test_timing_headers(mw_client: Client) -> None:
+    from docs_src.timing.handler_metrics import app
+
+    response = mw_client(app).get("/users")
+    assert response.json() == ["alice", "bob"]
+    assert re.fullmatch(r"\d+\.\d{6}", response.headers["X-Process-Time"])
+    assert re.fullmatch(
+        r'app;dur=\d+\.\d{3}, db;dur=\d+\.\d{3};desc="load users", cache;desc="miss"', response.headers["Server-Timing"]
+    )
+    assert response.headers["Timing-Allow-Origin"] == ORIGIN
+    assert [(metric.name, metric.description) for metric in server_timing(response)] == [
+        ("app", None),
+        ("db", "load users"),
+        ("cache", "miss"),
+    ]
+
+
+def test_cors_preset(mw_client: Client) -> None:
+    from docs_src.cors.preset import app
+
+    client = mw_client(app)
+    answer = preflight(client, "/api/profile", origin=ORIGIN, method="PUT", headers=["Authorization"])
+    assert_cors(answer, ORIGIN, credentials=True, method="PUT", request_headers=["Authorization"])
+    assert answer.headers["Access-Control-Max-Age"] == "600"
+    assert_cors(preflight(client, "/api/profile", origin="https://evil.example", method="PUT"), None)
+    assert_cors(client.get("/api/profile", headers={"Origin": ORIGIN}), ORIGIN, credentials=True, vary=True)
+
+
+def test_cors_policies(mw_client: Client) -> None:
+    from docs_src.cors.policies import app
+
+    client = mw_client(app)
+    anyone = {"Origin": "https://elsewhere.example"}
+    assert client.get("/public/prices", headers=anyone).headers["Access-Control-Allow-Origin"] == "*"
+    assert_cors(client.get("/api/profile", headers={"Origin": ORIGIN}), ORIGIN, credentials=True)
+    assert_cors(client.get("/api/profile", headers=anyone), None)
+    untouched = client.get("/status", headers={"Origin": ORIGIN})  # no policy matches: no CORS headers
+    assert not [name for name in untouched.headers if name.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize(
+    ("url", "method", "location", "status"),
+    [
+        ("http://example.com/new", "GET", "https://example.com/new", 301),
+        ("https://www.example.com/about?x=1", "GET", "https://example.com/about?x=1", 301),
+        ("https://example.com/old", "GET", "/new", 301),
+        ("https://example.com/old", "POST", "/new", 308),
+        ("https://example.com/old/", "GET", "/new", 301),  # a rule that matches the other form: one redirect
+        ("https://example.com/blog/hello", "GET", "/posts/hello", 301),
+        ("https://example.com/docs/a/b", "GET", "/manual/a/b", 302),
+        ("https://example.com/u/12", "GET", "/users/12", 301),
+        ("https://example.com/gone", "GET", "/archive/gone", 301),  # the app answers 404 there
+        ("https://example.com/about/", "GET", "/about", 301),  # trailing_slash="strip"
+        (
+            "https://example.com/api/batch/class_based/?question=why",
+            "GET",
+            "/redirected_endpoint?q=why&user=unknown",
+            301,
+        ),
+    ],
+)
+def test_redirect_rules(mw_client: Client, url: str, method: str, location: str, status: int) -> None:
+    from docs_src.redirects.rules import app
+
+    response = mw_client(app).request(method, url)
+    assert_redirect(response, location, status=status)
+
+
+def test_redirect_rules_gone_and_no_redirect(mw_client: Client) -> None:
+    from docs_src.redirects.rules import app
+
+    client = mw_client(app)
+    assert client.get("https://example.com/old-feed.xml").status_code == 410
+    about = client.get("https://example.com/about")  # the app has the route: if_not_found does not apply
+    assert (about.status_code, about.text) == (200, "/about")
+
+
+def test_redirects_with_cors_outside(mw_client: Client) -> None:
+    from docs_src.redirects.with_cors import app
+
+    client = mw_client(app)
+    # CORS answers the preflight for the old path, and its headers are on the redirect.
+    assert_cors(preflight(client, "/v1/items", origin=ORIGIN, method="PUT"), ORIGIN, credentials=True, method="PUT")
+    redirect = client.get("/v1/items", headers={"Origin": ORIGIN})
+    assert_redirect(redirect, "/v2/items", status=301)
+    assert_cors(redirect, ORIGIN, credentials=True)
+
+
+def test_pytest_plugin_example(pytester: pytest.Pytester) -> None:
+    # Run as the page says: myapp.py and test_middleware.py side by side, then `pytest`.
+    for name in ("myapp.py", "test_middleware.py"):
+        (pytester.path / name).write_text((DOCS_SRC / "pytest_plugin" / name).read_text())
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=3)
+
+
+FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.md")), ids=lambda page: page.name)
+def test_every_python_sample_in_the_docs_is_a_tested_file(page: Path) -> None:
+    # A page shows Python only by including a file; the tests above (and tests/test_examples.py)
+    # run each file it may include.
+    for language, body in FENCE.findall(page.read_text()):
+        if language == "python":
+            included = re.fullmatch(r'--8<-- "((?:docs_src|examples)/[\w/]+\.py)"\n', body)
+            assert included is not None, (
+                f"{page.name} shows Python that is not a file of docs_src/ or examples/:\n{body}"
+            )
+
+
+def test_every_python_sample_in_the_readme_is_a_tested_file() -> None:
+    # PyPI shows the README without includes, so its Python blocks are copies: of files tested here.
+    files = {path.read_text() for path in DOCS_SRC.rglob("*.py")}
+    for language, body in FENCE.findall((ROOT / "README.md").read_text()):
+        if language == "python":
+            assert body in files, f"This README block is not a file under docs_src/:\n{body}"
