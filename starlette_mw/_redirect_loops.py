@@ -11,7 +11,28 @@ count as met (the app answering 404, a trailing-slash target route existing), so
 can happen. Each parameter is tried with a plain sample and an unlikely one ('x' and 'zq7', '1'
 and '917'), so that an exact rule taking the plain one ('/p/x' before '/p/{x}') hides no loop.
 What it cannot see: a regex source that matches only values other than the samples ('1' or '917'
-for a group, 'x' for a query parameter), and redirects the app itself sends.
+for a group, 'x' for a query parameter), and redirects the app itself sends. In this run a
+redirect back to the URL it came from counts as a loop: a rule that sends its own sample path to
+itself (`Redirect("/a", "/a")`) is a mistake, refused although at request time it passes requests on.
+
+Query parameters (issue 15). A second run follows redirects as they happen at request time, where
+a Location that resolves to the request's own URL is not sent (see `_redirect_urls.py`): Locations
+are resolved as a browser resolves them ('.', '..' and '%2e' segments, escapes), and a redirect to
+the request itself ends the chain, since the request then goes on to the app. It starts with no
+query at all, and from each sample path of each rule that uses a query parameter with each of
+`HOSTILE_VALUES` (empty, '/', '?', an escaped '&', '%', dot segments plain and escaped, '+') and
+with each value that makes one of its target's paths a path of the rules (for '/{?to}' and a rule
+for '/back', 'back'), in every parameter at once and in each alone. It starts only from paths a
+rule using a query parameter redirects, or from which the redirects lead there: other redirects do
+not depend on the query, so a loop elsewhere shows in the first run.
+
+What the two runs prove: with the runtime guard, no redirect sends a client to the URL it asked
+for, whatever the query holds; and no rule set is accepted that loops, over several hops, for the
+sample values and the values above. What they do not prove: that no other value of a query
+parameter (one the client chooses) makes a loop of two or more hops, when it makes a target reach a
+path that a Starlette-path or regex source matches for values other than the samples, or through
+several parameters that need different values at once. A client is then sent round until it gives
+up (browsers stop after 20 redirects); the middleware never spins, as each hop is one request.
 """
 
 from __future__ import annotations
