@@ -24,6 +24,7 @@ from starlette_mw._plain import PlainMiddleware
 from starlette_mw._redirect_loops import check_loops
 from starlette_mw._redirect_rules import Redirect, Status, redirect_from_dict
 from starlette_mw._redirect_table import Decision, RuleTable
+from starlette_mw._redirect_urls import repeats
 from starlette_mw.cors import CORSMiddleware
 from starlette_mw.describe import layers_from
 from starlette_mw.paths import PathPatterns
@@ -57,7 +58,7 @@ class RedirectMiddleware(PlainMiddleware):
 
     A Location is a path on the same host unless a rule names a host; the scheme is the ASGI
     scope's (so proxy headers count only where the server trusts them). A request that a rule
-    cannot redirect safely goes on to the app unchanged. Rule sets that redirect in a loop are
+    cannot redirect safely, or only to its own URL, goes on to the app unchanged. Rule sets that redirect in a loop are
     refused when the middleware is built (see `_redirect_loops.py` for what is checked).
 
     Put a CORS middleware outside this one: a browser follows a redirect of a cross-origin
@@ -116,7 +117,11 @@ class RedirectMiddleware(PlainMiddleware):
             scope["query_string"],
             scope.get("raw_path"),
         )
-        if decision is None or (decision.check_route and self.trailing_slash_if_route and not _routed(scope, decision)):
+        if (
+            decision is None
+            or (decision.check_route and self.trailing_slash_if_route and not _routed(scope, decision))
+            or _repeats(scope, decision, host)
+        ):
             await self.app(scope, receive, send)
         elif decision.if_not_found:
             await self._unless_found(scope, receive, send, decision)
@@ -143,6 +148,26 @@ def _host(scope: Scope) -> str | None:
     """The request's one Host header; None if it has none or several."""
     found = [value for name, value in scope["headers"] if name == b"host"]
     return found[0].decode("latin-1") if len(found) == 1 else None
+
+
+def _repeats(scope: Scope, decision: Decision, host: str | None) -> bool:
+    """Whether the redirect would send the client back to this very request (issue 15): then it is
+    no redirect, and the request goes on to the app."""
+    location = decision.location
+    if location is None:
+        return False
+    if host is None and not location.startswith("/"):
+        host = _host(scope)
+    return repeats(
+        location,
+        decision.status,
+        scope["method"],
+        scope.get("scheme", "http"),
+        host,
+        scope["path"],
+        scope.get("raw_path"),
+        scope["query_string"],
+    )
 
 
 def _routed(scope: Scope, decision: Decision) -> bool:

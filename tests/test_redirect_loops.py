@@ -79,6 +79,28 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
             {},
             "/p/917 -> (rule 2) /q/917 -> (rule 3) /p/917;",
         ),
+        # Issue 15: a query parameter's value makes the loop; the error shows the query that does.
+        (
+            [Redirect("/go", "/{?to}"), Redirect("/back", "/go")],
+            {},
+            "redirect in a loop: /go?to=back -> (rule 0) /back?to=back -> (rule 1) /go?to=back;",
+        ),
+        (
+            [Redirect("/a", "/go?to=a"), Redirect("/go", "/{?to}", query="drop")],
+            {},
+            "redirect in a loop: /a -> (rule 0) /go?to=a -> (rule 1) /a;",
+        ),
+        (
+            # The client resolves '/a/../b' to '/b'.
+            [Redirect("/go", "/a/{?to}", query="drop"), Redirect("/b", "/go?to=../b", query="drop")],
+            {},
+            "redirect in a loop: /b -> (rule 1) /go -> (rule 0) /b -> (rule 1) /go;",
+        ),
+        (
+            [Redirect("/go", "/{?to}"), Redirect("/a/b", "/go")],
+            {},
+            "/go?to=a/b -> (rule 0) /a/b?to=a/b -> (rule 1) /go?to=a/b;",
+        ),
     ],
 )
 def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], message: str) -> None:
@@ -105,6 +127,10 @@ def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], messa
         ([Redirect("/login", "/login/", methods=["GET"]), Redirect("/login/", "/login", methods=["POST"])], {}),
         # A 301 turns the POST into a GET, which neither rule answers.
         ([Redirect("/a", "/b", methods=["POST"], status=301), Redirect("/b", "/a", methods=["POST"], status=301)], {}),
+        # Issue 15: to=go sends /go to itself, which is not sent at request time (the app answers).
+        ([Redirect("/go", "/{?to}")], {}),
+        ([Redirect("/go", "/{?to}"), Redirect("/old", "/new")], {}),
+        ([Redirect("/p-{x}", "/{?to}")], {}),
     ],
 )
 def test_rule_sets_without_loops_are_accepted(rules: list[Redirect], options: dict[str, Any]) -> None:
