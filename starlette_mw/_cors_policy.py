@@ -263,7 +263,9 @@ class CORSPolicy:
         options = {field.name: getattr(self, field.name) for field in fields(self)}
         patterns = subdomain_patterns(self.allow_origins)
         if patterns:
-            options["allow_origins"] = tuple(origin for origin in self.allow_origins if origin == "*" or "*" not in origin)
+            options["allow_origins"] = tuple(
+                origin for origin in self.allow_origins if origin == "*" or "*" not in origin
+            )
             if self.allow_origin_regex is not None:
                 # '|' binds loosest, so fullmatch of "A|B" is fullmatch of A or of B, with A's flags as they were.
                 patterns.insert(0, self.allow_origin_regex)

@@ -316,7 +316,9 @@ REFUSED = [
     pytest.param({"allow_origins": ["https://*.co.uk"]}, ValueError, "is a public suffix", id="star-public-suffix"),
     pytest.param({"allow_origins": ["https://*.github.io"]}, ValueError, "'https://a.github.io'", id="star-private"),
     pytest.param({"allow_origins": ["https://a.*.com"]}, ValueError, "not the first label", id="star-inside"),
-    pytest.param({"allow_origins": ["https://*.example.com/"]}, ValueError, "write 'https://\\*.example.com'", id="star-path"),
+    pytest.param(
+        {"allow_origins": ["https://*.example.com/"]}, ValueError, "write 'https://\\*.example.com'", id="star-path"
+    ),
     pytest.param({"allow_origins": APP}, TypeError, r"write allow_origins=\[", id="string-not-list"),
     pytest.param({"allow_origin_regex": r"https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="unanchored"),
     pytest.param({"allow_origin_regex": r"^https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="no-end"),
