@@ -14,7 +14,7 @@ from typing import Any, TypedDict, Unpack
 
 from starlette.middleware.cors import ALL_METHODS
 
-from starlette_mw._origin_regex import check_origin_regex
+from starlette_mw._origin_regex import check_origin_regex, subdomains_pattern
 from starlette_mw._origins import check_origin
 
 __all__ = ["PRESETS", "CORSOptions", "CORSPolicy", "check_options"]
@@ -110,12 +110,37 @@ def _check_origins(origins: tuple[str, ...], credentials: bool) -> None:
                     "allow_origins=['https://app.example.com'], or set allow_credentials=False."
                 )
         elif "*" in origin:
-            raise ValueError(
-                f"allow_origins origin {origin!r} has a '*', which browsers and Starlette compare literally; "
-                r"use allow_origin_regex=r'^https://[a-z0-9-]+\.example\.com$' for the subdomains of a site."
-            )
+            _check_subdomains(origin)
         else:
             check_origin(origin, "allow_origins")
+
+
+def _check_subdomains(origin: str) -> None:
+    """'https://*.example.com': any subdomain of a registrable domain, checked as its regex is."""
+    pattern = subdomains_pattern(origin)
+    if pattern is None:
+        raise ValueError(
+            f"allow_origins origin {origin!r} has a '*' that is not the first label of the host; write "
+            "'https://*.example.com' for the subdomains of a site (one or more labels before the domain)."
+        )
+    try:  # the rest as any origin: lower case, no path, no default port
+        check_origin(origin.replace("://*.", "://a.", 1), "allow_origins")
+    except ValueError as error:
+        raise ValueError(str(error).replace("://a.", "://*.")) from None
+    try:
+        check_origin_regex(pattern, re.compile(pattern))
+    except ValueError as error:
+        witness = str(error).partition(" matches ")[2].partition(",")[0]
+        raise ValueError(
+            f"allow_origins origin {origin!r} lets in other sites: it matches {witness}, and anyone can register a "
+            "name there, since the part after '*.' is a public suffix (by the Public Suffix List) rather than a "
+            "registrable domain; name your site's own domain, as in 'https://*.example.com'."
+        ) from None
+
+
+def subdomain_patterns(origins: Collection[str]) -> list[str]:
+    """The regexes of the 'scheme://*.domain' entries of `origins`."""
+    return [pattern for origin in origins if "*" in origin and (pattern := subdomains_pattern(origin)) is not None]
 
 
 def _check_regex(pattern: object) -> None:
@@ -230,5 +255,19 @@ class CORSPolicy:
         return cls(**merged)
 
     def options(self) -> dict[str, Any]:
-        """The policy as keywords for Starlette's `CORSMiddleware`."""
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        """The policy as keywords for Starlette's `CORSMiddleware`.
+
+        Starlette compares `allow_origins` literally, so the 'https://*.example.com' entries go into
+        `allow_origin_regex` instead, as alternatives next to the policy's own pattern.
+        """
+        options = {field.name: getattr(self, field.name) for field in fields(self)}
+        patterns = subdomain_patterns(self.allow_origins)
+        if patterns:
+            options["allow_origins"] = tuple(
+                origin for origin in self.allow_origins if origin == "*" or "*" not in origin
+            )
+            if self.allow_origin_regex is not None:
+                # '|' binds loosest, so fullmatch of "A|B" is fullmatch of A or of B, with A's flags as they were.
+                patterns.insert(0, self.allow_origin_regex)
+            options["allow_origin_regex"] = "|".join(patterns)
+        return options

@@ -1,231 +1,282 @@
-r"""`check_origin_regex`: refuses an `allow_origin_regex` that lets other sites in.
+r"""`check_origin_regex`: decides whether an `allow_origin_regex` lets other sites in.
 
-Reading the pattern's text misses every way of writing the same mistake (`(app|www).example`,
-`[^/]*`, `.{0,40}`...), so the check looks at what the pattern matches instead. It walks the
-pattern's parsed tree and builds sample origins that the pattern matches: the first alternative
-of every group, then each other alternative in turn, repeats at their minimum count (and once
-more for an optional one). Every sample must be an origin a browser sends, and the pattern must
-not match what an attacker can register next to it: the sample host with labels after it, with
-a '.' replaced by a letter, with a look-alike domain name or another top-level domain. The
-pattern is also tried against `null` and unrelated origins.
+The guarantee. Starlette's CORSMiddleware allows an origin when the pattern fullmatches it. Take
+every origin a browser can send (`scheme "://" host [":" port]`, lower case) that the pattern
+fullmatches; the site of each is its host's registrable domain by the Public Suffix List (the
+public suffix, by the list's longest rule with wildcards and exceptions, plus one label), or the
+whole host where there is none (an IP address, `localhost`, a public suffix itself), with the
+host's trailing '.' if it has one. The pattern is accepted only if the sites of all of them are
+among finitely many that the pattern spells out literally: some match reads every character of
+the site through a literal part of the pattern (a character, or a class or '.' that allows only
+one character an origin can hold there, as `(?i)A` allows only 'a'). Subdomain labels, the scheme
+and the port may vary freely. `null` is refused apart (any sandboxed page sends it).
+
+The decision is made on the pattern, not by trying strings: `_origin_automaton` turns it into an
+automaton crossed with the grammar of an origin, and the walk below reads the hosts it can match
+backwards, from their right end, label by label, keeping the set of states each suffix leads from
+(and the set reached through literal parts only). It stops where the list settles the registrable
+domain, at the host's start when there is none, and refuses where a class, '.' or a repeat stands
+inside that part, naming one origin of another site that the pattern matches, built from the
+automaton. Where the list has longer rules below a domain (hosting platforms such as
+`*.compute.amazonaws.com`), the labels down to where it settles must be literal too, so a wildcard
+directly below such a domain is refused. Lookarounds, backreferences, conditionals, atomic groups,
+possessive repeats and `\b`/`\B` are refused as undecidable here.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 import string
-from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
+from starlette_mw._origin_automaton import HOST_START, LABEL_START, Automaton, State, Undecidable, build, is_anchored
 from starlette_mw._origins import is_origin
+from starlette_mw._sites import sites
 
-__all__ = ["check_origin_regex"]
+__all__ = ["check_origin_regex", "site_of", "subdomains_pattern"]
 
-# The re module's own parser (private, but the same module from 3.11 on): its tree says what the
-# pattern matches without this module re-reading regex syntax.
-_sre: Any = importlib.import_module("re._parser")
-
-# More samples than this means a pattern better written as a list of origins.
-_MAX_SAMPLES = 200
-_MAX_REPEAT = 255  # a host name has at most 253 characters
-# What a sample picks for a class: a letter, else a digit (not '0' first: a port has no leading zero).
-_CHARACTERS = string.ascii_lowercase + "1234567890-." + string.punctuation + string.ascii_uppercase + " "
-_CATEGORIES = {
-    _sre.CATEGORY_DIGIT: re.compile(r"\d"),
-    _sre.CATEGORY_NOT_DIGIT: re.compile(r"\D"),
-    _sre.CATEGORY_SPACE: re.compile(r"\s"),
-    _sre.CATEGORY_NOT_SPACE: re.compile(r"\S"),
-    _sre.CATEGORY_WORD: re.compile(r"\w"),
-    _sre.CATEGORY_NOT_WORD: re.compile(r"\W"),
-}
-_BEGINNINGS = (_sre.AT_BEGINNING, _sre.AT_BEGINNING_STRING)
-_ENDS = (_sre.AT_END, _sre.AT_END_STRING)
-_UNSUPPORTED = {
-    _sre.ASSERT: "a lookahead or lookbehind",
-    _sre.ASSERT_NOT: "a lookahead or lookbehind",
-    _sre.GROUPREF: "a backreference",
-    _sre.GROUPREF_EXISTS: "a conditional group",
-}
-# Origins no pattern meant for some sites should match.
-_STRANGERS = ("https://attacker.invalid", "http://attacker.invalid", "http://attacker.invalid:8080")
-_EXAMPLE = r"r'^https://(app|admin)\.example\.com$'"
+_MAX_STEPS = 200_000  # suffixes walked; more means a pattern better written as a list
+_MAX_HOST = 260  # a host name has at most 253 characters
+_LABEL_CHARS = string.ascii_lowercase + string.digits + "-"
+_IPV6_CHARS = "0123456789abcdef:.["
+_STARTS = (HOST_START, LABEL_START)
+_FIX = (
+    "list the origins in allow_origins, or for the subdomains of one site use allow_origins="
+    r"['https://*.example.com'] or allow_origin_regex=r'^https://[a-z0-9-]+\.example\.com$'"
+)
 
 
-class _Unsupported(Exception):
-    """A part of the pattern the samples cannot be built for; the argument says which."""
+def site_of(host: str) -> str:
+    """The site of a host as an origin holds it: its registrable domain, or the whole host if it has none."""
+    name = host.removesuffix(".")
+    if name.startswith("[") or name.rpartition(".")[2].isdigit():
+        return host
+    registrable = sites().registrable(name)
+    return host if registrable is None else registrable + host[len(name) :]
 
 
-def _pick(accepts: Callable[[str], bool]) -> str:
-    for char in _CHARACTERS:
-        if accepts(char):
-            return char
-    raise _Unsupported("a class that no letter, digit or punctuation matches")
+@dataclass(frozen=True)
+class _Candidate:
+    """Hosts the pattern matches through `states` then `tail`, whose site is `site`; `kind` says why it is one."""
+
+    states: frozenset[State]
+    tail: str
+    site: str | None
+    kind: str
 
 
-def _in_class(char: str, items: list[tuple[Any, Any]]) -> bool:
-    found = negated = False
-    for op, value in items:
-        if op is _sre.NEGATE:
-            negated = True
-        elif op is _sre.LITERAL:
-            found = found or char == chr(value)
-        elif op is _sre.RANGE:
-            found = found or value[0] <= ord(char) <= value[1]
-        elif op is _sre.CATEGORY and value in _CATEGORIES:
-            found = found or _CATEGORIES[value].fullmatch(char) is not None
+class _Found(Exception):
+    def __init__(self, candidate: _Candidate) -> None:
+        self.candidate = candidate
+
+
+class _Walk:
+    """The hosts of an automaton, read from their right end, with the sites they belong to.
+
+    `every` is the set of states from which the suffix read so far leads to the host's end,
+    `literal` the same through literal parts only; `anchor` says whether the labels read so far,
+    where they are a registrable domain that the list may still extend, were read literally.
+    """
+
+    def __init__(self, automaton: Automaton) -> None:
+        self.automaton = automaton
+        self.literal_sites: set[str] = set()
+        self.unspelled: list[_Candidate] = []
+        self.steps = 0
+
+    def run(self) -> _Candidate | None:
+        """A candidate for an origin of a site the pattern does not spell out, or None if there is none."""
+        ends = self.automaton.host_ends()
+        try:
+            for char in (*_LABEL_CHARS, ".", "]"):
+                self._step(ends, ends, "", "", (), char, dot=False, anchor=False, path=frozenset())
+        except _Found as found:
+            return found.candidate
+        return next((c for c in self.unspelled if c.site not in self.literal_sites), None)
+
+    def _record(self, site: str, literal: bool, states: frozenset[State], tail: str) -> None:
+        if literal:
+            self.literal_sites.add(site)
         else:
-            raise _Unsupported(f"a class with {op}")
-    return found != negated
+            self.unspelled.append(_Candidate(states, tail, site, "site"))
+
+    def _step(
+        self,
+        every: frozenset[State],
+        literal: frozenset[State],
+        tail: str,
+        partial: str,
+        labels: tuple[str, ...],
+        char: str,
+        *,
+        dot: bool,
+        anchor: bool,
+        path: frozenset[object],
+    ) -> None:
+        """Read `char` leftwards, in front of `tail` (the host's end; `partial`, the label being read)."""
+        automaton = self.automaton
+        before = automaton.back(every, char, literal=False)
+        if not before:
+            return
+        self.steps += 1
+        if self.steps > _MAX_STEPS or len(tail) >= _MAX_HOST:
+            raise Undecidable("more hosts than can be walked (or a host longer than 253 characters)")
+        through = automaton.back(literal, char, literal=True)
+        tail = char + tail
+        if char == "." or (char == "]" and not tail[1:]):
+            if tail == "]":
+                self._ipv6(before, through, tail, path)
+                return
+            dot = dot or tail == "."  # the root's '.' at the host's very end
+            for nxt in _LABEL_CHARS:
+                self._step(before, through, tail, "", labels, nxt, dot=dot, anchor=anchor, path=path)
+            return
+        partial = char + partial
+        if self._is_site(labels):
+            if not through:  # a class, '.' or the like reads this character of the site
+                raise _Found(_Candidate(before, tail, None, "class"))
+            key = (before, through, "ip" if _numeric(labels) else labels)
+            if key in path:  # the same states again within this label: a repeat inside the site's name
+                raise _Found(_Candidate(before, tail, None, "repeat"))
+            path = path | {key}
+        elif not any(label.endswith(partial) for label in sites().longer_rules(labels)):
+            # No rule of the list goes on with this label: the site is settled below it.
+            self._record(f"{sites().registrable('.'.join(labels))}{'.' if dot else ''}", anchor, before, tail)
+            return
+        self._boundary(before, through, tail, (partial, *labels), dot=dot, anchor=anchor, path=path)
+        for nxt in _LABEL_CHARS:
+            self._step(before, through, tail, partial, labels, nxt, dot=dot, anchor=anchor, path=path)
+
+    @staticmethod
+    def _is_site(labels: tuple[str, ...]) -> bool:
+        """Whether the label left of `labels` is surely part of the site (else the list may settle below it)."""
+        if not labels or _numeric(labels):
+            return True
+        return sites().registrable(".".join(labels)) is None or "*" in sites().longer_rules(labels)
+
+    def _boundary(
+        self,
+        every: frozenset[State],
+        literal: frozenset[State],
+        tail: str,
+        labels: tuple[str, ...],
+        *,
+        dot: bool,
+        anchor: bool,
+        path: frozenset[object],
+    ) -> None:
+        """Where the label just read may be the host's first, or follow a '.'."""
+        kinds = {state[1] for state in every}
+        if not kinds.intersection(_STARTS):
+            return
+        suffix = "." if dot else ""
+        name = ".".join(labels)
+        registrable = None if _numeric(labels) else sites().registrable(name)
+        longer = frozenset() if _numeric(labels) else sites().longer_rules(labels)
+        spelled = {state[1] for state in literal}
+        starts = frozenset(state for state in every if state[1] in _STARTS)
+        if registrable is not None and not longer:  # settled: every host ending here has this site
+            literal_here = bool(spelled.intersection(_STARTS)) if registrable == name else anchor
+            self._record(registrable + suffix, literal_here, starts, tail)
+            return
+        if HOST_START in kinds:  # the whole host
+            literal_here = HOST_START in spelled if registrable in (None, name) else anchor
+            self._record((registrable or name) + suffix, literal_here, starts, tail)
+        if LABEL_START in kinds:
+            if registrable == name:  # a registrable domain the list may extend: was it spelled out?
+                anchor = LABEL_START in spelled
+            self._step(every, literal, tail, "", labels, ".", dot=dot, anchor=anchor, path=path)
+
+    def _ipv6(self, every: frozenset[State], literal: frozenset[State], tail: str, path: frozenset[object]) -> None:
+        """An IPv6 address is its own site: every character of it must be literal."""
+        if not literal:
+            raise _Found(_Candidate(every, tail, None, "class"))
+        key = (every, literal, "ipv6")
+        if key in path:
+            raise _Found(_Candidate(every, tail, None, "repeat"))
+        if tail.startswith("["):
+            if any(state[1] == HOST_START for state in every):
+                self._record(tail, any(state[1] == HOST_START for state in literal), every, tail)
+            return
+        for char in _IPV6_CHARS:
+            before = self.automaton.back(every, char, literal=False)
+            if before:
+                self._ipv6(before, self.automaton.back(literal, char, literal=True), char + tail, path | {key})
 
 
-def _choices(op: Any, value: Any, wildcard: bool) -> list[str]:
-    """What one node of the tree matches: its first sample, then one per other alternative."""
-    if op is _sre.LITERAL:
-        return [chr(value)]
-    if op is _sre.NOT_LITERAL:
-        return [_pick(lambda char: char != chr(value))]
-    if op is _sre.ANY:
-        # A lone '.' is most often a dot meant literally, as in 'app.example': sampled as '.', the
-        # check below sees that a letter fits there too. Repeated ('.*', '.+'), it is a wildcard.
-        return ["a" if wildcard else "."]
-    if op is _sre.IN:
-        return [_pick(lambda char: _in_class(char, value))]
-    if op is _sre.AT:
-        if value in (_sre.AT_BOUNDARY, _sre.AT_NON_BOUNDARY):
-            raise _Unsupported(r"'\b' or '\B'")
-        return [""]  # where the anchors are is checked apart; the samples are matched in full
-    if op is _sre.BRANCH:
-        return [sample for branch in value[1] for sample in _samples(branch)]
-    if op is _sre.SUBPATTERN:
-        return _samples(value[3])
-    if op is _sre.ATOMIC_GROUP:
-        return _samples(value)
-    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
-        least, _, body = value
-        if least > _MAX_REPEAT:
-            raise _Unsupported(f"a repeat of at least {least}")
-        inner = _samples(body, wildcard=len(body) == 1 and body[0][0] is _sre.ANY)
-        return ["", *inner] if least == 0 else [sample * least for sample in inner]
-    raise _Unsupported(_UNSUPPORTED.get(op, f"{op}"))
+def _numeric(labels: tuple[str, ...]) -> bool:
+    """Whether a host ending in `labels` is an IPv4 address (the URL standard: its last label is a number)."""
+    return bool(labels) and labels[-1].isdigit()
 
 
-def _samples(items: list[tuple[Any, Any]], wildcard: bool = False) -> list[str]:
-    """Strings a sequence of nodes matches: each node's first choice, then each other choice of one node."""
-    choices = [_choices(op, value, wildcard) for op, value in items]
-    first = [node[0] for node in choices]
-    samples = ["".join(first)]
-    for index, node in enumerate(choices):
-        samples.extend("".join([*first[:index], other, *first[index + 1 :]]) for other in node[1:])
-        if len(samples) > _MAX_SAMPLES:
-            raise _Unsupported(f"more than {_MAX_SAMPLES} alternatives")
-    return samples
-
-
-def _anchored(items: list[tuple[Any, Any]], at: int, anchors: tuple[Any, ...]) -> bool:
-    """Whether every way through `items` starts (`at` 0) or ends (`at` -1) with one of `anchors`."""
-    if not items:
-        return False
-    op, value = items[at]
-    if op is _sre.SUBPATTERN:
-        return _anchored(value[3], at, anchors)
-    if op is _sre.BRANCH:  # (the parser moves what all alternatives start with out of them)
-        return all(_anchored(branch, at, anchors) for branch in value[1])
-    return op is _sre.AT and value in anchors
-
-
-def _neighbours(origin: str) -> Iterator[tuple[str, str]]:
-    """Origins an attacker can hold next to `origin`, each with the kind of mistake that lets it match."""
-    scheme, _, authority = origin.partition("://")
-    if authority.startswith("["):  # an IPv6 address has no neighbours
-        return
-    host, colon, port = authority.partition(":")
-
-    def origin_of(other: str) -> str:
-        return f"{scheme}://{other}{colon}{port}"
-
-    for tail in (".attacker.invalid", ".attacker"):
-        yield "follow", origin_of(host + tail)
-    for index, char in enumerate(host):
-        if char == ".":
-            yield "dot", origin_of(f"{host[:index]}x{host[index + 1 :]}")
-    labels = host.split(".")
-    if len(labels) >= 2 and not all(label.isdigit() for label in labels):
-        yield "look-alike", origin_of(".".join([*labels[:-2], "attacker" + labels[-2], labels[-1]]))
-        yield "top-level", origin_of(".".join([*labels[:-1], "attacker"]))
-
-
-def _refusal(pattern: str, kind: str, sample: str, other: str) -> str:
-    start = f"allow_origin_regex={pattern!r}"
-    if kind == "follow":
-        return (
-            f"{start} lets anything follow the host, so it matches {other!r} as well as {sample!r}; end the "
-            r"pattern right after the host and port, as in r'^https://app\.example\.com(:[0-9]+)?$'."
-        )
-    if kind == "dot":
-        return (
-            f"{start} has a '.' that matches any character, so it matches {other!r} (a domain anyone can "
-            rf"register) as well as {sample!r}; escape the dot: write '\.' for each '.' of a host name."
-        )
-    if kind == "look-alike":
-        return (
-            f"{start} matches {other!r}, a look-alike of {sample!r} that anyone can register; put '\\.' before the "
-            r"site's own domain, as in r'^https://[a-z0-9-]+\.example\.com$', or list the subdomains, as in "
-            f"{_EXAMPLE}."
-        )
-    return (
-        f"{start} matches {other!r}, as well as {sample!r}: it leaves the top-level domain open, and anyone can "
-        r"register the name under another one; name it, as in r'^https://app\.example\.(com|org)$'."
-    )
+def _witness(automaton: Automaton, regex: re.Pattern[str], candidate: _Candidate) -> str | None:
+    """An origin the pattern matches, made of a word to one of the candidate's states and its tail."""
+    found = None
+    for state in sorted(candidate.states, key=lambda state: (len(automaton.word[state]), automaton.word[state])):
+        origin = automaton.complete(state, candidate.tail)
+        if origin is not None and regex.fullmatch(origin):
+            if is_origin(origin):
+                return origin
+            found = found or origin
+    return found
 
 
 def check_origin_regex(pattern: str, regex: re.Pattern[str]) -> None:
-    """A ValueError naming an origin `regex` wrongly allows, and the fix, if there is one."""
-    items = list(_sre.parse(pattern))
+    """A ValueError naming an origin of another site that `regex` allows, and the fix, if there is one."""
+    anchored, alternation = is_anchored(pattern)
     # Starlette matches the whole origin, but the same pattern in a proxy's or another framework's
     # configuration is searched; a pattern that says where it starts and ends is safe in both.
-    if not (_anchored(items, 0, _BEGINNINGS) and _anchored(items, -1, _ENDS)):
+    if not anchored:
         body = pattern.removeprefix("^")
         body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
-        anchored = f"^(?:{body})$" if len(items) == 1 and items[0][0] is _sre.BRANCH else f"^{body}$"
+        fixed = f"^(?:{body})$" if alternation else f"^{body}$"
         raise ValueError(
             f"allow_origin_regex={pattern!r} is not anchored; start it with '^' and end it with '$', "
-            f"as in {anchored!r}, so that it cannot match inside a longer origin."
+            f"as in {fixed!r}, so that it cannot match inside a longer origin."
         )
-    # Starlette matches the whole origin (fullmatch); so does every check here.
-    for stranger in _STRANGERS:
-        if regex.fullmatch(stranger):
-            raise ValueError(
-                f"allow_origin_regex={pattern!r} matches any origin, such as {stranger!r}; name the sites, "
-                r"as in r'^https://[a-z0-9-]+\.example\.com$', or use allow_origins=['*'] without credentials."
-            )
     if regex.fullmatch("null"):
         raise ValueError(
             f"allow_origin_regex={pattern!r} matches 'null', which any page can send (from a sandboxed iframe, "
             "say), so it would allow every site; leave 'null' out."
         )
     try:
-        samples = _samples(items)
-    except _Unsupported as error:
-        samples, unsupported = [], str(error)
-    else:
-        # A case-insensitive pattern matches the lower case that browsers send too.
-        samples = [sample.lower() if regex.fullmatch(sample.lower()) else sample for sample in samples]
-        unsupported = "" if all(map(regex.fullmatch, samples)) else r"'\b', '\B' or an anchor inside the pattern"
-    if unsupported:
+        automaton = build(pattern)
+        candidate = _Walk(automaton).run() if automaton.accepting else None
+    except Undecidable as error:
         raise ValueError(
-            f"allow_origin_regex={pattern!r} uses {unsupported}, so the origins it matches cannot be checked; "
-            f"write a simpler pattern (literal text, classes such as [a-z0-9-]+, groups with '|', '?' and '+'), "
-            f"as in {_EXAMPLE}, or list the origins in allow_origins."
+            f"allow_origin_regex={pattern!r} uses {error}, so which sites it lets in cannot be decided; write it "
+            r"with literal text, classes such as [a-z0-9-]+, groups with '|', '?' and '+', as in "
+            rf"r'^https://(app|admin)\.example\.com$', or {_FIX}."
+        ) from None
+    if not automaton.accepting:
+        raise ValueError(
+            f"allow_origin_regex={pattern!r} matches no origin a browser sends (scheme://host[:port] in lower case, "
+            "host parts of letters, digits and '-', no path or trailing slash); write the origins as browsers "
+            r"send them, as in r'^https://(app|admin)\.example\.com(:[0-9]+)?$'."
         )
-    for sample in dict.fromkeys(samples):
-        if not is_origin(sample):
-            raise ValueError(
-                f"allow_origin_regex={pattern!r} matches {sample!r}, which is not an origin a browser would send "
-                "(scheme://host[:port] in lower case, host parts of letters, digits and '-', no default port), so "
-                r"it is wider than the origins it is for; match each part of the host with a class such as "
-                rf"[a-z0-9-]+, as in r'^https://[a-z0-9-]+\.example\.com$', or list the origins in allow_origins."
-            )
-        for kind, other in _neighbours(sample):
-            if regex.fullmatch(other):
-                raise ValueError(_refusal(pattern, kind, sample, other))
+    if candidate is None:
+        return
+    witness = _witness(automaton, regex, candidate)
+    if witness is None:  # (the automaton and `re` disagree: refuse rather than guess)
+        raise ValueError(f"allow_origin_regex={pattern!r} could not be checked; {_FIX}.")
+    host = witness.partition("://")[2]
+    host = host[: host.rindex(":")] if host.rfind(":") > host.rfind("]") else host
+    why = {
+        "class": "a class, '.' or the like stands where the name of the site is",
+        "repeat": "a repeat stands where the name of the site is",
+        "site": "no match spells that site out letter by letter",
+    }[candidate.kind]
+    raise ValueError(
+        f"allow_origin_regex={pattern!r} matches {witness!r}, an origin of the site {site_of(host)!r} ({why}); "
+        "every origin the pattern matches must belong to a registrable domain written out in it, with only "
+        f"subdomains, scheme and port left open; {_FIX}."
+    )
+
+
+def subdomains_pattern(origin: str) -> str | None:
+    """For 'scheme://*.domain[:port]', the regex of its origins (one or more labels before the domain)."""
+    scheme, sep, rest = origin.partition("://*.")
+    if not sep or "*" in rest:
+        return None
+    label = "[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    return f"^{re.escape(scheme)}://(?:{label}\\.)+{re.escape(rest)}$"

@@ -137,9 +137,9 @@ class CORSMiddleware(PlainMiddleware):
     value; without a preset, Starlette's defaults apply.
 
     Refused at construction, with the fix: credentials with origin "*", an origin that is not
-    `scheme://host[:port]`, an `allow_origin_regex` that is not anchored (`^...$`) or matches an
-    origin of another site (any origin, `null`, a look-alike through an unescaped '.' or an open
-    end), a preset for named origins without any.
+    `scheme://host[:port]` (or `scheme://*.domain` over a registrable domain), an
+    `allow_origin_regex` that is not anchored (`^...$`), matches `null`, or matches an origin whose
+    registrable domain it does not spell out literally, a preset for named origins without any.
 
     What Starlette's own does not: the CORS headers and `Vary: Origin` on the 500 Starlette renders
     when an endpoint raises (in an app made with `starlette_mw.App` or passed to

@@ -312,8 +312,12 @@ REFUSED = [
     pytest.param(
         {"allow_origins": ["https://app-.example.com"]}, ValueError, "starts or ends with '-'", id="hyphen-end"
     ),
+    pytest.param({"allow_origins": ["https://*.com"]}, ValueError, "matches 'https://a.com'", id="star-tld"),
+    pytest.param({"allow_origins": ["https://*.co.uk"]}, ValueError, "is a public suffix", id="star-public-suffix"),
+    pytest.param({"allow_origins": ["https://*.github.io"]}, ValueError, "'https://a.github.io'", id="star-private"),
+    pytest.param({"allow_origins": ["https://a.*.com"]}, ValueError, "not the first label", id="star-inside"),
     pytest.param(
-        {"allow_origins": ["https://*.example.com"]}, ValueError, "use allow_origin_regex=", id="star-subdomain"
+        {"allow_origins": ["https://*.example.com/"]}, ValueError, "write 'https://\\*.example.com'", id="star-path"
     ),
     pytest.param({"allow_origins": APP}, TypeError, r"write allow_origins=\[", id="string-not-list"),
     pytest.param({"allow_origin_regex": r"https://[a-z]+\.example\.com"}, ValueError, "not anchored", id="unanchored"),
@@ -338,36 +342,39 @@ REFUSED = [
 ]
 
 
-# Each names the pattern, an origin it would wrongly allow, and the fix.
+# Each names the pattern, an origin of another site that it matches, and the fix.
 REFUSED_REGEXES = [
-    pytest.param(r"^.*$", "matches any origin, such as 'https://attacker.invalid'", id="everything"),
-    pytest.param(r"^https?://.+$", "matches any origin", id="any-host"),
+    pytest.param(r"^.*$", "matches 'null', which any page can send", id="everything"),
+    pytest.param(r"^https?://.+$", "matches 'http://a', an origin of the site 'a'", id="any-host"),
     pytest.param(r"^(null|https://app\.example\.com)$", "matches 'null', which any page can send", id="null"),
-    pytest.param(
-        r"^https://(app|www).example\.com$", "'https://appxexample.com'.* escape the dot", id="bare-dot-group"
-    ),
-    pytest.param(r"^https://app.example.com$", "'https://appxexample.com'.* escape the dot", id="bare-dots"),
-    pytest.param(r"^https://[a-z]+.example\.com$", "'https://axexample.com'.* escape the dot", id="bare-dot-class"),
-    pytest.param(r"^https://.*example\.com$", "'https://attackerexample.com', a look-alike", id="no-dot-before"),
-    pytest.param(r"^https://[a-z]+\.com$", "'https://attackera.com', a look-alike", id="any-site-of-a-tld"),
-    pytest.param(r"^https://app\.example\.com.*$", "lets anything follow the host", id="open-end"),
-    pytest.param(r"^https://app\.example\.com(.*)$", "'https://app.example.com.attacker.invalid'", id="group-end"),
-    pytest.param(r"^https://app\.example\.com[^/]*$", "lets anything follow the host", id="not-slash-end"),
-    pytest.param(r"^https://app\.example\.com\S*$", "lets anything follow the host", id="non-space-end"),
-    pytest.param(r"^https://app\.example\.com.{0,40}$", "lets anything follow the host", id="bounded-end"),
-    pytest.param(r"^https://app\.example\.com(\..+)?$", "lets anything follow the host", id="optional-end"),
-    pytest.param(r"^https://app\.example\.com(\.[a-z]+)?$", "'https://app.example.com.attacker'", id="label-end"),
-    pytest.param(r"^(https://app\.example\.com.*)$", "lets anything follow the host", id="wrapped"),
-    pytest.param(r"^https://app\.example\.[a-z]+$", "'https://app.example.attacker'.* top-level", id="any-tld"),
-    pytest.param(r"^https://.*\.example\.com$", "'https://.example.com', which is not an origin", id="empty-label"),
-    pytest.param(r"^https://App\.example\.com$", "'https://App.example.com', which is not an origin", id="upper"),
-    pytest.param(r"^https://app\.example\.com(:443)?$", "'https://app.example.com:443', which is not", id="port"),
-    pytest.param(r"^https://(?!evil)[a-z]+\.example\.com$", "lookahead .* simpler pattern", id="lookahead"),
-    pytest.param(r"^https://(a)\1\.example\.com$", "uses a backreference, .* simpler pattern", id="backreference"),
-    pytest.param(r"^https://a\bb\.example\.com$", "simpler pattern", id="word-boundary"),
-    # Even where it changes nothing the check can see, a '\b' is refused, as the README says.
+    pytest.param(r"^https://(app|www).example\.com$", "'https://appaexample.com'", id="bare-dot-group"),
+    pytest.param(r"^https://app.example.com$", "'https://app-example.com'", id="bare-dots"),
+    pytest.param(r"^https://[a-z]+.example\.com$", "'https://aaexample.com'", id="bare-dot-class"),
+    pytest.param(r"^https://.*example\.com$", "'https://aexample.com', an origin of the site", id="no-dot-before"),
+    pytest.param(r"^https://[a-z]+\.com$", "'https://a.com', an origin of the site 'a.com'", id="any-site-of-a-tld"),
+    pytest.param(r"^https://app\.example\.com.*$", "'https://app.example.coma'", id="open-end"),
+    pytest.param(r"^https://app\.example\.com(.*)$", "'https://app.example.coma'", id="group-end"),
+    pytest.param(r"^https://app\.example\.com[^/]*$", "'https://app.example.coma'", id="not-slash-end"),
+    pytest.param(r"^https://app\.example\.com\S*$", "'https://app.example.coma'", id="non-space-end"),
+    pytest.param(r"^https://app\.example\.com.{0,40}$", "'https://app.example.coma'", id="bounded-end"),
+    pytest.param(r"^https://app\.example\.com(\..+)?$", "'https://app.example.com.a'", id="optional-end"),
+    pytest.param(r"^https://app\.example\.com(\.[a-z]+)?$", "'https://app.example.com.a'", id="label-end"),
+    pytest.param(r"^(https://app\.example\.com.*)$", "'https://app.example.coma'", id="wrapped"),
+    pytest.param(r"^https://app\.example\.[a-z]+$", "'https://app.example.a', an origin of the site", id="any-tld"),
+    # Issue 15: what the sampling check let through.
+    pytest.param(r"^https://(www\.)?example\.[a-z]{2,3}$", "'https://example.aa'", id="tld-class"),
+    pytest.param(r"^https://[a-z]{0,4}example\.com$", "'https://aexample.com'", id="bounded-prefix"),
+    pytest.param(r"^https?://(\d{1,3}\.){3}\d{1,3}(:\d+)?$", "'http://0.0.0.0'", id="any-ipv4"),
+    pytest.param(r"^https://(ab)+\.com$", "'https://abab.com'.*a repeat stands", id="literal-repeat"),
+    pytest.param(r"^https://[a-z]+\.github\.io$", "'https://a.github.io'", id="under-a-private-suffix"),
+    pytest.param(r"^https://App\.example\.com$", "matches no origin a browser sends", id="upper"),
+    pytest.param(r"^https://(?!evil)[a-z]+\.example\.com$", "lookahead .* cannot be decided", id="lookahead"),
+    pytest.param(r"^https://(a)\1\.example\.com$", "uses a backreference, .* cannot be decided", id="backreference"),
+    pytest.param(r"^https://a\bb\.example\.com$", "cannot be decided", id="word-boundary"),
+    # Even where it changes nothing, a '\b' is refused, as the README says.
     pytest.param(r"^https://\bapp\.example\.com$", r"uses '\\b' or '\\B'", id="word-boundary-harmless"),
     pytest.param(r"^https://app\Bx\.example\.com$", r"uses '\\b' or '\\B'", id="not-word-boundary"),
+    pytest.param(r"^https://(?>a)\.example\.com$", "an atomic group", id="atomic"),
 ]
 
 
@@ -418,6 +425,12 @@ def test_origins_as_browsers_send_them_are_accepted(origin: str) -> None:
         (r"(?i)^https://APP\.example\.com$", APP),
         (r"^(https://app\.example\.com|http://localhost:[0-9]{4})$", "http://localhost:3000"),
         (r"^https://app\.example\.com$|^https://www\.example\.com$", "https://www.example.com"),
+        (r"^https://.*\.example\.com$", APP),  # '.*' matches more, but no other host a browser sends
+        (r"^https://app\.example\.com(:443)?$", APP),  # browsers never send ':443', harmless
+        (r"^https://pr-\d+\.preview\.example\.com$", "https://pr-12.preview.example.com"),
+        (r"^https://example\.co(m|\.uk)$", "https://example.co.uk"),
+        (r"^http://127\.0\.0\.1:8000$", "http://127.0.0.1:8000"),  # a fixed IP address is its own site
+        (r"^https://app\.example\.com\.?$", "https://app.example.com."),
     ],
 )
 def test_narrow_anchored_regexes_are_accepted(pattern: str, origin: str) -> None:
@@ -797,3 +810,30 @@ def test_vary_is_merged_not_repeated() -> None:
         response = TestClient(app).get("/", headers={"Origin": origin})
         # Starlette's own appends another "Origin"; one Vary header with each item once.
         assert response.headers.get_list("vary") == ["Origin, Accept-Encoding"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"allow_origins": ["https://*.example.com"]}, id="plain"),
+        pytest.param({"preset": "first-party", "allow_origins": ["https://*.example.com"]}, id="preset"),
+        pytest.param(
+            {"allow_origins": ["https://*.example.com"], "allow_origin_regex": r"^https://app\.other\.org$"},
+            id="with-regex",
+        ),
+        pytest.param(
+            {"policies": {"/*": CORSPolicy.from_preset("strict", allow_origins=["https://*.example.com"])}},
+            id="policies",
+        ),
+    ],
+)
+def test_a_subdomain_wildcard_allows_the_subdomains_of_its_site_only(settings: dict[str, Any]) -> None:
+    http = client(Middleware(CORSMiddleware, **settings))
+
+    for origin in ("https://app.example.com", "https://a.b.example.com"):
+        assert http.get("/", headers=simple(origin)).headers.get("access-control-allow-origin") == origin
+    for other in ("https://example.com", "https://aexample.com", "http://app.example.com", "https://app.example.co"):
+        assert http.get("/", headers=simple(other)).headers.get("access-control-allow-origin") is None
+    if "allow_origin_regex" in settings:
+        other_site = "https://app.other.org"
+        assert http.get("/", headers=simple(other_site)).headers.get("access-control-allow-origin") == other_site

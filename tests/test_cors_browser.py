@@ -249,3 +249,31 @@ def test_a_redirect_to_another_origin_arrives_with_origin_null(two_origins: TwoO
 
     # Fetch's "tainted origin": no preset allows null, so a front end must call the new host itself.
     assert result == [api.removeprefix("http://").replace("localhost", "127.0.0.1"), "null"]
+
+
+READ_ME = """
+try {
+  const response = await fetch(api + "/me");
+  return { status: response.status, body: await response.text() };
+} catch (error) {
+  return { error: error.name };
+}
+"""
+
+
+def test_a_subdomain_wildcard_lets_its_subdomains_read_and_no_other_site(two_origins: TwoOrigins) -> None:
+    # Chromium resolves every name under .localhost to loopback, so one page server answers as
+    # web.app.localhost (a subdomain of the site app.localhost) and as evil.localhost (another site).
+    port = two_origins.page_origin.rpartition(":")[2]
+    api = serve(two_origins, allow_origins=[f"http://*.app.localhost:{port}"])
+    outcomes = {}
+    for host in ("web.app.localhost", "deep.web.app.localhost", "app.localhost", "evil.localhost"):
+        two_origins.page.goto(f"http://{host}:{port}/")
+        outcomes[host] = two_origins.run_js(READ_ME, api=api)
+
+    assert outcomes == {
+        "web.app.localhost": {"status": 200, "body": "anonymous"},
+        "deep.web.app.localhost": {"status": 200, "body": "anonymous"},
+        "app.localhost": BLOCKED,  # the domain itself is not one of its subdomains
+        "evil.localhost": BLOCKED,
+    }

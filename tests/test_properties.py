@@ -309,7 +309,21 @@ APP = "https://app.example.com"
 OTHER = "https://other.example.com"
 LOCAL = "http://localhost:3000"
 SUBDOMAINS = r"^https://[a-z]+\.example\.com$"
-ORIGINS = [APP, OTHER, LOCAL, "http://127.0.0.1:8000", "https://evil.example", "https://app.example.com.evil", "null"]
+WILDCARD = "https://*.example.com"
+# The README: one or more labels before the domain, that scheme, no port.
+WILDCARD_ORIGIN = re.compile(r"https://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+example\.com")
+ORIGINS = [
+    APP,
+    OTHER,
+    LOCAL,
+    "http://127.0.0.1:8000",
+    "https://evil.example",
+    "https://app.example.com.evil",
+    "null",
+    "https://a-b.c.example.com",
+    "https://example.com",
+    "https://aexample.com",
+]
 SAFELISTED = {"accept", "accept-language", "content-language", "content-type"}
 LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
 # The README's preset table, as the model reads it: (origins or None for the local ones, credentials, methods, headers).
@@ -334,7 +348,7 @@ class CORSCase:
 
 
 OPTION_VALUES = {
-    "allow_origins": st.just(["*"]) | st.lists(st.sampled_from([APP, OTHER, LOCAL]), unique=True),
+    "allow_origins": st.just(["*"]) | st.lists(st.sampled_from([APP, OTHER, LOCAL, WILDCARD]), unique=True),
     "allow_origin_regex": st.just(SUBDOMAINS),
     "allow_credentials": st.booleans(),
     "allow_methods": st.just(["*"]) | st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE"]), unique=True),
@@ -435,6 +449,8 @@ def resolved(options: dict[str, Any]) -> tuple[list[str], str | None, bool, list
 def origin_allowed(origin: str, origins: list[str], regex: str | None) -> bool:
     if "*" in origins or origin in origins:
         return True
+    if WILDCARD in origins and WILDCARD_ORIGIN.fullmatch(origin):
+        return True
     if regex == "local":
         return LOCAL_ORIGIN.fullmatch(origin) is not None
     return regex is not None and re.fullmatch(regex, origin) is not None
@@ -488,6 +504,17 @@ async def test_cors_decisions_follow_the_readme(
         assert "access-control-allow-origin" not in got
 
 
+def starlette_equivalent(options: dict[str, Any]) -> dict[str, Any]:
+    """The same settings for Starlette, which compares allow_origins literally: the wildcard as its regex."""
+    if WILDCARD not in options.get("allow_origins", ()):
+        return options
+    regexes = [r"^https://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+example\.com$"]
+    if "allow_origin_regex" in options:
+        regexes.insert(0, options["allow_origin_regex"])
+    origins = [origin for origin in options["allow_origins"] if origin != WILDCARD]
+    return {**options, "allow_origins": origins, "allow_origin_regex": "|".join(regexes)}
+
+
 STARLETTE_OPTION_VALUES = {
     **OPTION_VALUES,
     "allow_origin_regex": st.sampled_from([SUBDOMAINS, r"^http://localhost(:[0-9]+)?$"]),
@@ -515,8 +542,9 @@ async def test_cors_answers_as_starlettes_for_the_settings_both_accept(
     if private_network:
         headers = [*headers, ("access-control-request-private-network", "true")]
 
+    theirs = starlette_equivalent(options)
     assert await asgi(ours, method, headers) == await asgi(
-        StarletteCORSMiddleware(reached_app, **options), method, headers
+        StarletteCORSMiddleware(reached_app, **theirs), method, headers
     )
 
 
@@ -579,7 +607,7 @@ async def test_cors_edits_any_response_as_starlettes_does(
     except ValueError:
         assume(False)
     method, headers = request
-    theirs = StarletteCORSMiddleware(responding(response), **options)
+    theirs = StarletteCORSMiddleware(responding(response), **starlette_equivalent(options))
 
     (status, got, body), (their_status, expected, their_body) = [
         await asgi(app, method, headers) for app in (ours, theirs)
