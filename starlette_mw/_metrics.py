@@ -31,8 +31,9 @@ SCOPE_KEY = "starlette_mw.timing"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # What a quoted-string may not hold as is (RFC 9110 section 5.6.4): '"' and '\' get a backslash;
 # control characters, which could end the header line, become spaces. Non-ASCII text is kept, as
-# UTF-8 bytes (obs-text); browsers show those bytes as Latin-1.
-_UNQUOTABLE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')
+# UTF-8 bytes (obs-text); browsers show those bytes as Latin-1. A lone surrogate has no UTF-8 form
+# (`request.json()` makes one of '"\\ud800"'): it becomes U+FFFD, as a UTF-8 decoder shows bad bytes.
+_UNQUOTABLE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]')
 
 
 def check_token(value: object, what: str) -> str:
@@ -50,7 +51,9 @@ def check_token(value: object, what: str) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    return "\\" + char if char in '"\\' else " "
+    if char in '"\\':
+        return "\\" + char
+    return "\ufffd" if "\ud800" <= char <= "\udfff" else " "
 
 
 def quote(text: str) -> str:
@@ -113,6 +116,13 @@ def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:
     return metrics
 
 
+def _milliseconds(seconds: float) -> float:
+    try:
+        return float(seconds) * 1000
+    except OverflowError:  # an int beyond any float
+        return math.inf
+
+
 def record_timing(
     request: HTTPConnection | Scope, name: str, seconds: float | None = None, description: str | None = None
 ) -> None:
@@ -129,9 +139,13 @@ def record_timing(
     check_description(description, f"Description of metric {name!r}")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
         raise TypeError(f"Duration of metric {name!r} is {seconds!r}; give seconds as a number, or None.")
-    if seconds is not None and not 0 <= seconds < math.inf:  # NaN fails both comparisons
+    # In milliseconds, as the header has them: an int or float too large for that (10**400, 1e306)
+    # would fail or read "inf" when the header is written.
+    if seconds is not None and not 0 <= _milliseconds(seconds) < math.inf:  # NaN fails both comparisons
+        # (repr() of an int of thousands of digits raises: Python's limit on int-to-str conversion.)
+        shown = repr(seconds) if isinstance(seconds, float) or abs(seconds) < 10**20 else "a number beyond any float"
         raise ValueError(
-            f"Duration of metric {name!r} is {seconds!r}; Server-Timing durations are finite and not negative, "
+            f"Duration of metric {name!r} is {shown}; Server-Timing durations are finite and not negative, "
             "so give the seconds measured (time.perf_counter() differences), or None."
         )
     metrics = metrics_of(request)

@@ -8,6 +8,11 @@ import re
 # slash and no user info. Browsers compare origins as strings (Fetch's CORS check and Resource
 # Timing's Timing-Allow-Origin check both do), so any other spelling silently never matches.
 _ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]+))?")
+# The longest origin taken: scheme "://" host ":" port, where a DNS name has at most 253 characters
+# (RFC 1035 section 2.3.4, 254 with the root's '.') and a port at most 5 digits, so no page a
+# browser can load has a longer one. Anything longer is not an origin, whatever it holds: values
+# from a request (a reflected Origin header) are refused before they are parsed any further.
+MAX_ORIGIN_LENGTH = 300
 # A DNS label (RFC 1123 section 2.1): letters, digits and '-', not at either end. A host may end in
 # one '.' (the root), which browsers keep in the origin.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
@@ -18,6 +23,8 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 def _problem(value: str) -> str | None:
     """Why `value` is not an origin a browser sends, or None if it is one."""
+    if len(value) > MAX_ORIGIN_LENGTH:
+        return "length"
     match = _ORIGIN.fullmatch(value)
     if match is None:
         return "form"
@@ -29,7 +36,8 @@ def _problem(value: str) -> str | None:
         if not all(map(_LABEL.fullmatch, labels)):  # (the host has only letters, digits, '.' and '-')
             return "hyphen"
     if port is not None:
-        if port.startswith("0") or int(port) > 65535:
+        # (int() only of 5 digits at most: Python refuses to convert a string of thousands.)
+        if port.startswith("0") or len(port) > 5 or int(port) > 65535:
             return "port"
         if _DEFAULT_PORTS.get(scheme) == port:
             return "default port"
@@ -79,6 +87,11 @@ def check_origin(value: object, option: str) -> str:
         hint = "any page can send 'null' (from a sandboxed iframe, say), so allowing it allows every site; leave it out"
     elif "://" not in fixed:
         hint = f"add the scheme, as in 'https://{fixed.strip('/')}'"
+    elif problem == "length":
+        hint = (
+            f"it has {len(value)} characters, and an origin has at most {MAX_ORIGIN_LENGTH} (a host name has "
+            "at most 253); give the scheme and host only, as in 'https://app.example.com'"
+        )
     elif problem == "default port":
         scheme, port = value.partition(":")[0], value.rpartition(":")[2]
         hint = f"browsers leave out the default port {port} of {scheme}, so write {_without_default_port(value)!r}"

@@ -9,6 +9,11 @@ any middleware registered outside it. Instead, `install(app)` puts one thin laye
 `ServerErrorMiddleware`: a middleware whose response never started when an exception went
 through it registers a send wrapper in the scope, and that layer applies it to whatever response
 then goes out. `App` (and `MiddlewareMixin`) install it themselves.
+
+A send wrapper that raised for a request (`send_wrapper_failed`) is not run again on its 500: the
+same request would fail it the same way, and a 500 that cannot be sent leaves the server only its
+bare fallback. One that raises on the 500 itself is dropped there, and logged. The 500 goes out with
+the headers of the others.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ErrorResponseLayer", "install", "response_started", "wrap_error_response"]
+__all__ = ["ErrorResponseLayer", "install", "response_started", "send_wrapper_failed", "wrap_error_response"]
 
 SendWrapper = Callable[[Send], Send]
 
@@ -44,7 +49,8 @@ class ErrorResponseLayer:
             # the response as it leaves the whole app (the inner 500 goes out through it too).
             await self.app(scope, receive, send)
             return
-        wrappers: dict[BaseHTTPMiddleware, SendWrapper] = {}
+        # None for a middleware whose send wrapper raised for this request.
+        wrappers: dict[BaseHTTPMiddleware, SendWrapper | None] = {}
         # Some middleware copy the scope; the dict travels with each copy, so all register here.
         scope[_SCOPE_KEY] = wrappers
 
@@ -55,11 +61,39 @@ class ErrorResponseLayer:
             # The innermost middleware registered first and edits the response first, as its own
             # send wrapper would have done.
             wrapped = send
-            for wrap in reversed(list(wrappers.values())):
-                wrapped = wrap(wrapped)
+            for owner, wrap in reversed(list(wrappers.items())):
+                if wrap is not None:
+                    wrapped = _guarded(wrappers, owner, wrap, wrapped)
             await wrapped(message)
 
         await self.app(scope, receive, send_response)
+
+
+def _guarded(
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper | None], owner: BaseHTTPMiddleware, wrap: SendWrapper, send: Send
+) -> Send:
+    """`wrap(send)`, except that a message it raises on before passing it on goes on without it."""
+    passed = False
+
+    async def inner(message: Message) -> None:
+        nonlocal passed
+        passed = True
+        await send(message)
+
+    async def guarded(message: Message) -> None:
+        try:
+            await wrap(inner)(message)
+        except Exception:
+            if passed:  # raised further out (the client left, say), not by this wrapper
+                raise
+            wrappers[owner] = None  # nor on the rest of this response
+            logger.exception(
+                "%s raised while adding its headers to the error response, which goes out without them.",
+                type(owner).__name__,
+            )
+            await send(message)
+
+    return guarded
 
 
 def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddleware, *, warn: bool) -> None:
@@ -71,9 +105,10 @@ def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: BaseHTTPMiddlewa
     response needs the headers then. Without the layer (an app that is neither `App` nor
     installed), logs once per `owner` (the middleware instance) how to fix it, if `warn`.
     """
-    wrappers: dict[BaseHTTPMiddleware, SendWrapper] | None = scope.get(_SCOPE_KEY)
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper | None] | None = scope.get(_SCOPE_KEY)
     if wrappers is not None:
-        wrappers[owner] = wrap
+        if owner not in wrappers or wrappers[owner] is not None:  # (None: it raised for this request)
+            wrappers[owner] = wrap
     elif warn and owner not in _warned:
         _warned.add(owner)
         logger.warning(
@@ -90,9 +125,20 @@ def response_started(scope: Scope, owner: BaseHTTPMiddleware) -> None:
     A middleware outside it that retried the app after the error (or answered it itself through
     the app) sends a response that `owner` has already edited.
     """
-    wrappers: dict[BaseHTTPMiddleware, SendWrapper] | None = scope.get(_SCOPE_KEY)
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper | None] | None = scope.get(_SCOPE_KEY)
     if wrappers:
         wrappers.pop(owner, None)
+
+
+def send_wrapper_failed(scope: Scope, owner: BaseHTTPMiddleware) -> None:
+    """`owner`'s send wrapper raised for this request: the error response goes out without it.
+
+    Call it where the wrapper catches its own failure, then re-raise. Run again on the 500, it would
+    fail the same way (a function of the request that raised, say), and the 500 could not be sent.
+    """
+    wrappers: dict[BaseHTTPMiddleware, SendWrapper | None] | None = scope.get(_SCOPE_KEY)
+    if wrappers is not None:
+        wrappers[owner] = None
 
 
 def install(app: Starlette) -> Starlette:

@@ -29,7 +29,7 @@ from starlette_mw._metrics import (
 from starlette_mw._origins import check_origin, is_origin
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.decorator import is_async
-from starlette_mw.errors import response_started, wrap_error_response
+from starlette_mw.errors import response_started, send_wrapper_failed, wrap_error_response
 from starlette_mw.paths import PathPatterns
 
 __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
@@ -37,6 +37,15 @@ __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "t
 Origins: TypeAlias = str | Sequence[str]
 # What `timing_allow_origin=` takes: "*", an origin, a list of them, or a function of the request.
 TimingAllowOrigin: TypeAlias = Origins | Callable[[Request], Origins | None] | None
+
+
+# What X-Process-Time may not be called. TimingMiddleware drops the app's header of that name and
+# writes a number: under these it would break the message's framing (a Content-Length of
+# "0.000123") or pass for one of the timing headers (a metric named "0.000123").
+_NOT_PROCESS_TIME = frozenset(
+    ["connection", "content-length", "keep-alive", "server-timing", "te", "timing-allow-origin", "trailer",
+     "transfer-encoding", "upgrade"]
+)  # fmt: skip
 
 
 def _origin_list(value: object, option: str) -> list[str]:
@@ -104,6 +113,12 @@ class TimingMiddleware(PlainMiddleware):
         super().__init__(app, include=include, exclude=exclude)
         if process_time_header is not None:
             check_token(process_time_header, "process_time_header")
+            if process_time_header.lower() in _NOT_PROCESS_TIME:
+                raise ValueError(
+                    f"process_time_header={process_time_header!r} names a header that HTTP or TimingMiddleware "
+                    "itself gives another meaning, and the time would replace it; use a name of its own, such as "
+                    "'X-Process-Time'."
+                )
         if metric is not None:
             check_token(metric, "Server-Timing metric name")
         check_description(description, "description")
@@ -126,11 +141,13 @@ class TimingMiddleware(PlainMiddleware):
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
         self._precision = precision
-        # The total's entry, a format for its `dur` in milliseconds: name, `dur`, description.
-        self._total: bytes | None = None
+        # The total's entry: the text before its `dur` in milliseconds and the text after it. Nothing
+        # configured goes into a format string, where a '%' (a token may hold one) would change it.
+        self._total: tuple[bytes, bytes] | None = None
         if metric is not None:
-            described = f";desc={quote(description)}".encode().replace(b"%", b"%%") if description else b""
-            self._total = b"%s;dur=%%.%df%s" % (metric.encode("ascii"), precision, described)
+            described = f";desc={quote(description)}".encode() if description else b""
+            self._total = (metric.encode("ascii") + b";dur=", described)
+        self._ms_format = b"%%.%df" % precision
         self._seconds_format = b"%%.%df" % (precision + 3)  # X-Process-Time: the same resolution, in seconds
         # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
         exposed = [] if process_time_header is None else [process_time_header.encode("ascii")]
@@ -168,7 +185,12 @@ class TimingMiddleware(PlainMiddleware):
             if message["type"] == "http.response.start":
                 elapsed = time.perf_counter() - start
                 response_started(scope, self)
-                message = {**message, "headers": self._headers(message.get("headers", ()), elapsed, metrics, scope)}
+                try:
+                    headers = self._headers(message.get("headers", ()), elapsed, metrics, scope)
+                except Exception:  # a timing_allow_origin function that raised: not again on the 500
+                    send_wrapper_failed(scope, self)
+                    raise
+                message = {**message, "headers": headers}
             await send(message)
 
         return send_timed
@@ -202,7 +224,8 @@ class TimingMiddleware(PlainMiddleware):
         entries = metrics.take()
         if self._server_timing:
             if self._total is not None:
-                entries = [self._total % (elapsed * 1000), *entries]
+                before, after = self._total
+                entries = [before + self._ms_format % (elapsed * 1000) + after, *entries]
             if entries:
                 headers.append((b"server-timing", b", ".join(entries)))
         if timing_allow_origin is not None:
