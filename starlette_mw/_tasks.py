@@ -247,9 +247,9 @@ class AppTask:
         if self.scope is not None:
             self.scope.cancel()
         else:
-            self._deliver_cancellation()
+            self.deliver_cancellation()
 
-    def _deliver_cancellation(self) -> None:
+    def deliver_cancellation(self) -> None:
         # What anyio does for a task in a cancelled scope, without a scope around every request
         # (entering one would cost a third of the whole budget): cancel the task again at every
         # pass of the loop until it ends, as it may swallow one cancellation; but not while it is
@@ -259,11 +259,11 @@ class AppTask:
             return
         assert self.loop is not None
         if _asyncio_private.shielded(self.task):
-            self.loop.call_later(_SHIELD_POLL_SECONDS, self._deliver_cancellation)
+            self.loop.call_later(_SHIELD_POLL_SECONDS, self.deliver_cancellation)
             return
         if not _asyncio_private.cancellation_pending(self.task):
             self.task.cancel()
-        self.loop.call_soon(self._deliver_cancellation)
+        self.loop.call_soon(self.deliver_cancellation)
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
