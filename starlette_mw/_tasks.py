@@ -3,34 +3,41 @@
 `call_next` must return while the app is still running, so the app needs a task of its own.
 Starting one costs little; waiting for it to be scheduled costs passes of the event loop, and
 most apps answer without ever waiting on I/O. So on asyncio the app's coroutine takes its first
-steps at once, inline, but *as its own task*: `asyncio.current_task()` is the app's task, and it
-runs in the task's own context. The request's task goes on stepping it for as long as the app
-only waits on things that are already done (the middleware's own events, mostly). As soon as the
-app waits on anything else, its task takes over, exactly where the app stopped, and from then on
-it is an ordinary task. This is what Python 3.12's eager tasks do for a task's first step.
+step at once, inline, but *as its own task*: `asyncio.current_task()` is the app's task, and it
+runs in the task's own context.
 
-Python 3.11 has no public way to make a task current, so this uses asyncio's `_enter_task` and
-`_leave_task`; without them, or with a task factory on the loop (which may wrap the coroutine, as
-Sentry's does), the app's task simply starts the ordinary way. On trio the app runs
+On Python 3.12 and newer this is asyncio's public eager start (`asyncio.Task(..., eager_start=True)`):
+the first step runs inline, and once the app waits on anything its task is an ordinary task.
+Python 3.11 has no public way to make a task current, so there the request's task steps the app
+inline through asyncio's private `_enter_task` / `_leave_task` (kept in `_asyncio_private.py`), and
+goes on stepping it for as long as the app only waits on things that are already done (the
+middleware's own events, mostly); as soon as the app waits on anything else, its task takes over,
+exactly where the app stopped. Without those names, or with a task factory on the loop (which may
+wrap the coroutine, as Sentry's does), the app's task starts the ordinary way. On trio the app runs
 in a system task; either way the middleware joins it before the request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.tasks
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Generator, Mapping
+import sys
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import anyio
 
-_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None
-_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None
-_enter_task = getattr(asyncio.tasks, "_enter_task", None)
-_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+from starlette_mw import _asyncio_private
+
+# Whether the app's task starts eagerly on asyncio; tests turn it off to run the engine through
+# the ordinary start, the fallback of every Python without the private names 3.11 needs.
+EAGER_START = sys.version_info >= (3, 12) or _asyncio_private.CAN_STEP_AS_TASK
+
+# At most this many inline steps in a row (3.11): a coroutine that keeps yielding futures that are
+# already done is handed to its task, which lets the loop run between steps as asyncio always does.
+MAX_INLINE_STEPS = 100
 
 
 class Flag:
@@ -80,24 +87,6 @@ class Flag:
             self.futures.remove(future)
 
 
-_task_states: Mapping[Any, Any] | None
-try:
-    from anyio._backends._asyncio import _task_states
-except ImportError:  # pragma: no cover - anyio moved it: shields are then not seen
-    _task_states = None
-
-
-def _shielded(task: asyncio.Task[Any]) -> bool:
-    """Whether the task is inside a shielded anyio cancel scope (anyio keeps no public record)."""
-    state = _task_states.get(task) if _task_states is not None else None
-    scope = getattr(state, "cancel_scope", None)
-    while scope is not None:
-        if getattr(scope, "shield", False):
-            return True
-        scope = getattr(scope, "_parent_scope", None)
-    return False
-
-
 _SHIELD_POLL_SECONDS = 0.005
 
 _NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
@@ -129,9 +118,16 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
 
     def throw(self, *args: Any) -> Any:
         self.owned = True
-        if self.done:
-            raise args[0] if len(args) == 1 else args[1]
-        return self.coro.throw(*args)
+        try:
+            if self.done:
+                raise args[0] if len(args) == 1 else args[1]
+            return self.coro.throw(*args)
+        finally:
+            # The StopIteration that ends the app keeps this frame in its traceback; holding the
+            # CancelledError thrown in (and through its traceback every frame of the app, with the
+            # app's own objects: a streaming body's generator) would leave them all to the cycle
+            # collector, and the generator's `finally` would run whenever that comes (Python 3.12).
+            del args
 
     def close(self) -> None:
         self.coro.close()
@@ -156,7 +152,7 @@ _COROUTINE_ATTRIBUTES = frozenset({"__name__", "__qualname__", "cr_code", "cr_fr
 class AppTask:
     """The app's task: started at once, stepped inline while it can be, joined at the end."""
 
-    __slots__ = ("cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
+    __slots__ = ("cancelled", "cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
 
     def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.scope: anyio.CancelScope | None = None  # trio: the system task is cancelled through it
@@ -164,23 +160,28 @@ class AppTask:
         self.finished = Flag()
         self.error: BaseException | None = None
         self.eager: _EagerCoroutine | None = None
+        self.cancelled: type[BaseException] = asyncio.CancelledError
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # trio
             self.loop = None
             import trio
 
+            self.cancelled = trio.Cancelled
             self.scope = anyio.CancelScope()
             trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
             return
         self.context = contextvars.copy_context()
-        if _enter_task is None or _leave_task is None or self.loop.get_task_factory() is not None:
+        if not EAGER_START or self.loop.get_task_factory() is not None:
             # A task factory may wrap the coroutine in one of its own (Sentry's does), which no
             # inline step can drive: the task starts the ordinary way.
             coro = self.run(function)
             self.task = self.loop.create_task(coro, context=self.context)
             # A task cancelled (or failed by the factory's wrapper) before `run` began never sets `finished`.
             self.task.add_done_callback(functools.partial(self._ended, coro))
+            return
+        if sys.version_info >= (3, 12):
+            self.task = asyncio.Task(self.run(function), loop=self.loop, context=self.context, eager_start=True)
             return
         self.eager = _EagerCoroutine(self.run(function))
         self.task = self.loop.create_task(self.eager, context=self.context)
@@ -211,11 +212,11 @@ class AppTask:
         self.finished.set()
 
     def step(self) -> None:
-        """Run the app inline, as its task, while it waits only on futures that are already done.
+        """Python 3.11: run the app inline, as its task, while it waits only on futures that are already done.
 
         Anything else it yields (a pending future, a bare `yield` that lets the loop run, a bad
         yield) is left to its task, which takes over with asyncio's own handling of it; so is a
-        cancellation of the task.
+        cancellation of the task, and the app after `MAX_INLINE_STEPS` steps in a row.
         """
         eager = self.eager
         if eager is None or eager.owned or self.finished.is_set() or self.cancelling or self.task.cancelling():
@@ -223,24 +224,20 @@ class AppTask:
         waiting_on = eager.waiting_on
         if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
             return
-        assert self.loop is not None and _enter_task is not None and _leave_task is not None
+        assert self.loop is not None
         caller = asyncio.current_task(self.loop)
         assert caller is not None
-        while True:
+        send = functools.partial(self.context.run, eager.coro.send, None)
+        for _ in range(MAX_INLINE_STEPS):
             if waiting_on is not _NOTHING:
-                waiting_on._asyncio_future_blocking = False  # as asyncio's Task does when it resumes
-            _leave_task(self.loop, caller)
-            _enter_task(self.loop, self.task)
+                _asyncio_private.resuming(waiting_on)
             try:
-                waiting_on = self.context.run(eager.coro.send, None)
+                waiting_on = _asyncio_private.step_as(self.loop, self.task, caller, send)
             except StopIteration:  # `run` lets nothing else out, and has set `finished`
                 return
-            finally:
-                _leave_task(self.loop, self.task)
-                _enter_task(self.loop, caller)
             if not (asyncio.isfuture(waiting_on) and waiting_on.done()) or self.task.cancelling():
-                eager.waiting_on = waiting_on
-                return
+                break
+        eager.waiting_on = waiting_on
 
     def cancel(self) -> None:
         """Cancel the app (if it has not finished) as a task group's cancel scope would."""
@@ -250,9 +247,9 @@ class AppTask:
         if self.scope is not None:
             self.scope.cancel()
         else:
-            self._deliver_cancellation()
+            self.deliver_cancellation()
 
-    def _deliver_cancellation(self) -> None:
+    def deliver_cancellation(self) -> None:
         # What anyio does for a task in a cancelled scope, without a scope around every request
         # (entering one would cost a third of the whole budget): cancel the task again at every
         # pass of the loop until it ends, as it may swallow one cancellation; but not while it is
@@ -261,13 +258,12 @@ class AppTask:
         if self.finished.is_set():
             return
         assert self.loop is not None
-        if _shielded(self.task):
-            self.loop.call_later(_SHIELD_POLL_SECONDS, self._deliver_cancellation)
+        if _asyncio_private.shielded(self.task):
+            self.loop.call_later(_SHIELD_POLL_SECONDS, self.deliver_cancellation)
             return
-        waiter = getattr(self.task, "_fut_waiter", None)
-        if not getattr(self.task, "_must_cancel", False) and not (asyncio.isfuture(waiter) and waiter.done()):
+        if not _asyncio_private.cancellation_pending(self.task):
             self.task.cancel()
-        self.loop.call_soon(self._deliver_cancellation)
+        self.loop.call_soon(self.deliver_cancellation)
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
@@ -275,17 +271,28 @@ class AppTask:
         if not self.finished.is_set():
             try:
                 await self.finished.wait()
-            except BaseException:
-                # The request is cancelled: stop the app, and wait for it however often this task
-                # is cancelled again (a shield stops anyio's cancellation, not asyncio's own).
+            except self.cancelled:
+                # The request is cancelled: stop the app, and wait for it.
                 self.cancel()
-                while not self.finished.is_set():
-                    try:
-                        with anyio.CancelScope(shield=True):
-                            await self.finished.wait()
-                    except BaseException:
-                        continue
+                await self.wait_despite_cancellation()
+                raise
+            except BaseException:
+                self.cancel()  # stop the app, and let the failure out at once
                 raise
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+    async def wait_despite_cancellation(self) -> None:
+        """Wait for the app to end, however often this task is cancelled again meanwhile.
+
+        A shield stops anyio's cancellation, not asyncio's own. Each cancellation is one pass of
+        the loop, so this waits rather than spins; anything but a cancellation (the wait itself
+        failing) propagates with its traceback instead of being retried.
+        """
+        while not self.finished.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.finished.wait()
+            except self.cancelled:
+                continue

@@ -25,6 +25,19 @@ settings.register_profile("long", max_examples=5_000, database=None, deadline=No
 settings.load_profile("default")
 
 
+@pytest.fixture(params=["eager", "ordinary"], ids=["eager-start", "ordinary-start"])
+def engine_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the app's task started eagerly (as on this Python), then the ordinary way:
+    the fallback taken where the private names Python 3.11 needs are missing, or a task factory is set."""
+    from starlette_mw import _tasks
+
+    if request.param == "ordinary":
+        monkeypatch.setattr(_tasks, "EAGER_START", False)
+    elif not _tasks.EAGER_START:
+        pytest.skip("this Python has no eager start: the ordinary start is its only one")
+    return str(request.param)
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Async tests run on both of anyio's backends."""

@@ -33,6 +33,10 @@ async def serve(app: ASGIApp, spec_version: str = "2.4") -> Peer:
     return peer
 
 
+# Every test here runs with the app's task started eagerly and started the ordinary way (the fallback).
+pytestmark = pytest.mark.usefixtures("engine_start")
+
+
 class DispatchFailure(Exception):
     pass
 

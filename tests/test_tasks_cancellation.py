@@ -11,13 +11,17 @@ import asyncio
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope, passthrough
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from starlette_mw import CallNext
+from starlette_mw import CallNext, HTTPMiddleware
+
+# Every test here runs with the app's task started eagerly and started the ordinary way (the fallback).
+pytestmark = pytest.mark.usefixtures("engine_start")
 
 
 class DispatchFailure(Exception):
@@ -121,3 +125,48 @@ async def test_request_cancelled_twice_still_waits_for_the_app(middleware: Middl
     done_when_the_request_ended = list(app_done)
     await asyncio.sleep(0.2)  # let a detached app finish before the test ends
     assert done_when_the_request_ended == ["committed"]
+
+
+class LoopLookupFailed(Exception):
+    pass
+
+
+# Was a bug: the request's task, cancelled while it waited for the app, waited again in a loop
+# that retried on any exception at all. A wait that failed at once (here asyncio.get_running_loop,
+# patched by the application's own test suite, as a real project's was) was retried at once,
+# forever, without yielding: the worker froze at 100% CPU. Only cancellation is held back now;
+# the failure reaches the server, and the app is still stopped.
+# On the old code the event loop itself spins and swallows even the signal method's exception:
+# only the thread method ends the run.
+@pytest.mark.timeout(10, method="thread")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_wait_that_fails_while_cancelled_propagates_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app_ended = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await anyio.sleep_forever()  # an endless stream, until the request is cancelled
+        finally:
+            app_ended.set()
+
+    def get_running_loop() -> asyncio.AbstractEventLoop:
+        raise LoopLookupFailed("patched by the test")
+
+    with anyio.fail_after(DEADLOCK), anyio.CancelScope() as request_scope:
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # The critical moment: the request is cancelled, and its next wait cannot find the loop.
+                monkeypatch.setattr(asyncio, "get_running_loop", get_running_loop)
+                request_scope.cancel()
+
+        with pytest.raises(LoopLookupFailed):
+            await HTTPMiddleware(app, passthrough)(http_scope(), Peer().receive, send)
+        monkeypatch.undo()
+        await anyio.lowlevel.checkpoint()  # the scope's cancellation, which the failure overtook, ends here
+    with anyio.fail_after(DEADLOCK):
+        await app_ended.wait()  # the app was stopped all the same
