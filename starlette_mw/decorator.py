@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -73,10 +73,13 @@ class MiddlewareMixin:
         return response
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Starlette keeps middleware=[...] as user_middleware; a bad option raises here, not on the first request.
-        check_middleware(getattr(self, "user_middleware", ()))
+    if not TYPE_CHECKING:  # type checkers see the app's own __init__, with its parameters typed
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Starlette keeps middleware=[...] as user_middleware; a bad option raises here, not on the first
+            # request. (Mixed into a class that is not a Starlette app, there is none: middleware() says so.)
+            check_middleware(getattr(self, "user_middleware", ()))
 
     def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
         check_middleware([Middleware(middleware_class, *args, **kwargs)])
