@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def in_mixed_fastapi_middleware(cls: Any, options: dict[str, Any]) -> None:
 
 def app_add_middleware(cls: Any, options: dict[str, Any]) -> None:
     app = App()
-    with raises_and_adds_nothing(app):
+    with adds_nothing(app):
         app.add_middleware(cls, **options)
 
 
@@ -119,26 +119,26 @@ def install_with_middleware(cls: Any, options: dict[str, Any]) -> None:
 
 def installed_starlette_add_middleware(cls: Any, options: dict[str, Any]) -> None:
     app = starlette_mw.install(Starlette())
-    with raises_and_adds_nothing(app):
+    with adds_nothing(app):
         app.add_middleware(cls, **options)
 
 
 def installed_fastapi_add_middleware(cls: Any, options: dict[str, Any]) -> None:
     app = starlette_mw.install(FastAPI())
-    with raises_and_adds_nothing(app):
+    with adds_nothing(app):
         app.add_middleware(cls, **options)
 
 
-def decorator_on_installed_app(cls: Any, options: dict[str, Any]) -> None:
+def installed_app_with_middleware_add_middleware(cls: Any, options: dict[str, Any]) -> None:
     """`add_middleware` after `install()` on an app with middleware already: the earlier ones stay."""
     app = starlette_mw.install(Starlette())
     app.add_middleware(TimingMiddleware)
-    with raises_and_adds_nothing(app):
+    with adds_nothing(app):
         app.add_middleware(cls, **options)
 
 
 @contextlib.contextmanager
-def raises_and_adds_nothing(app: Starlette) -> Any:
+def adds_nothing(app: Starlette) -> Iterator[None]:
     before = list(app.user_middleware)
     try:
         yield
@@ -153,7 +153,7 @@ ENTRIES: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "install(Starlette(middleware=[...]))": install_with_middleware,
     "install(Starlette()).add_middleware": installed_starlette_add_middleware,
     "install(FastAPI()).add_middleware": installed_fastapi_add_middleware,
-    "add_middleware after another": decorator_on_installed_app,
+    "add_middleware after another": installed_app_with_middleware_add_middleware,
 }
 
 
