@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -89,6 +90,13 @@ BAD: dict[str, tuple[Any, dict[str, Any]]] = {
     "subclass sync dispatch": (SyncDispatchTiming, {}),
     "subclass without dispatch": (NoDispatch, {}),
 }
+
+
+def test_every_middleware_of_the_package_has_bad_options_above() -> None:
+    exported = [getattr(starlette_mw, name) for name in starlette_mw.__all__]
+    middleware = {obj for obj in exported if isinstance(obj, type) and issubclass(obj, BaseHTTPMiddleware)}
+    assert middleware == {HTTPMiddleware, TimingMiddleware, CORSMiddleware, RedirectMiddleware}
+    assert middleware <= {cls for cls, _ in BAD.values()}
 
 
 def error_when_built(cls: Any, options: dict[str, Any]) -> Exception:
