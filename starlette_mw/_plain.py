@@ -6,10 +6,12 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw._exchange import Exchange
+from starlette_mw._registration import CheckedOptions
+from starlette_mw.base import check_dispatch
 from starlette_mw.paths import PathFilter, PathPatterns
 
 
-class PlainMiddleware(BaseHTTPMiddleware):
+class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):
     """Subclasses implement `handle(scope, receive, send)` for HTTP requests on their paths.
 
     `handle` wraps `send` (or answers by itself) and costs what plain ASGI costs: no task, no
@@ -22,6 +24,8 @@ class PlainMiddleware(BaseHTTPMiddleware):
         super().__init__(app)
         self.paths = PathFilter(include, exclude)
         self._dispatches = type(self).dispatch is not BaseHTTPMiddleware.dispatch
+        if self._dispatches:
+            check_dispatch(self.dispatch_func)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):

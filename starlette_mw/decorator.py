@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from starlette_mw._exchange import DispatchFunction
-from starlette_mw.base import HTTPMiddleware
+from starlette_mw._registration import check_middleware
+from starlette_mw.base import HTTPMiddleware, check_dispatch
 from starlette_mw.errors import ErrorResponseLayer
 from starlette_mw.paths import PathFilter, PathPatterns
 
 F = TypeVar("F", bound=DispatchFunction)
-
-
-def is_async(func: Any) -> bool:
-    """An `async def` function, a partial of one, or an object whose `__call__` is one (as FastAPI allows)."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
-def _check_function(func: Any) -> None:
-    name = getattr(func, "__qualname__", repr(func))
-    if not is_async(func):
-        raise TypeError(
-            f"Middleware function {name!r} is not an 'async def' function; "
-            "write it as 'async def f(request, call_next)' and await call_next(request) inside."
-        )
-    try:
-        signature = inspect.signature(func)
-        signature.bind(None, None)
-    except TypeError:
-        raise TypeError(
-            f"Middleware function {name!r} takes {signature}; "
-            "it must take two parameters, as in 'async def f(request, call_next)'."
-        ) from None
 
 
 def middleware(
@@ -72,7 +48,7 @@ def middleware(
     PathFilter(include, exclude)  # fail here, at decoration time, on a bad pattern
 
     def decorator(func: F) -> F:
-        _check_function(func)
+        check_dispatch(func)
         app.add_middleware(HTTPMiddleware, dispatch=func, include=include, exclude=exclude)
         return func
 
@@ -83,7 +59,8 @@ class MiddlewareMixin:
     """Gives a Starlette subclass FastAPI's `app.middleware("http")` decorator.
 
     It also puts the package's middleware headers on the 500 that Starlette renders when an
-    endpoint raises, as `starlette_mw.install(app)` does for other apps.
+    endpoint raises, and checks the options of the package's middleware where they are given
+    (`App(middleware=[...])`, `add_middleware`), as `starlette_mw.install(app)` does for other apps.
 
     class App(MiddlewareMixin, Starlette): ...
 
@@ -95,6 +72,18 @@ class MiddlewareMixin:
         response.headers["X-Server"] = "starlette"
         return response
     """
+
+    if not TYPE_CHECKING:  # type checkers see the app's own __init__, with its parameters typed
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Starlette keeps middleware=[...] as user_middleware; a bad option raises here, not on the first
+            # request. (Mixed into a class that is not a Starlette app, there is none: middleware() says so.)
+            check_middleware(getattr(self, "user_middleware", ()))
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        check_middleware([Middleware(middleware_class, *args, **kwargs)])
+        super().add_middleware(middleware_class, *args, **kwargs)  # type: ignore[misc]
 
     def middleware(
         self,

@@ -21,10 +21,14 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from starlette_mw._registration import check_middleware
 
 __all__ = ["ErrorResponseLayer", "install", "response_started", "send_wrapper_failed", "wrap_error_response"]
 
@@ -147,6 +151,11 @@ def install(app: Starlette) -> Starlette:
     For any Starlette or FastAPI app; `starlette_mw.App` needs no call. Call it before the app
     serves its first request, in any order with `add_middleware`. Returns the app.
 
+    It also checks the options of the package's middleware where they are given: those the app
+    has so far (from `middleware=[...]` too) at this call, later ones at `app.add_middleware`. On
+    an app without it, Starlette has no hook to check them until it builds the stack, on the first
+    request or lifespan event.
+
         app = FastAPI()
         starlette_mw.install(app)
         app.add_middleware(TimingMiddleware)
@@ -162,12 +171,19 @@ def install(app: Starlette) -> Starlette:
             "install() was called after the app built its middleware stack (on its first request); "
             "call it right after creating the app."
         )
+    check_middleware(app.user_middleware)
     build = app.build_middleware_stack
+    add = app.add_middleware
 
     def build_middleware_stack() -> ASGIApp:
         return ErrorResponseLayer(build())
 
+    def add_middleware(middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        check_middleware([Middleware(middleware_class, *args, **kwargs)])
+        add(middleware_class, *args, **kwargs)
+
     # Starlette builds the stack through this method, on the first request; wrap this app's only.
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    app.add_middleware = add_middleware  # type: ignore[method-assign]
     _installed.add(app)
     return app

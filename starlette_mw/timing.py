@@ -28,7 +28,7 @@ from starlette_mw._metrics import (
 )
 from starlette_mw._origins import check_origin, is_origin
 from starlette_mw._plain import PlainMiddleware
-from starlette_mw.decorator import is_async
+from starlette_mw.base import is_async
 from starlette_mw.errors import response_started, send_wrapper_failed, wrap_error_response
 from starlette_mw.paths import PathPatterns
 
