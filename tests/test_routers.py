@@ -415,3 +415,23 @@ def test_router_middleware_under_uvicorn(mw_live_server: LiveServer) -> None:
     assert status.headers["X-parent_level"] == "/api/status"
     assert "X-route_level" not in status.headers
     assert log[:5] == ["app_level", "parent_level", "Audit", "child_before_include", "route_level"]
+
+
+def test_readme_example_under_uvicorn(mw_live_server: LiveServer) -> None:
+    from examples.admin_router import app
+
+    with httpx.Client(base_url=mw_live_server(app)) as http:
+        forbidden = http.get("/admin/users")
+        allowed = http.get("/admin/users", headers={"X-Role": "admin"})
+        health = http.get("/admin/health")
+        home = http.get("/")
+    assert (forbidden.status_code, forbidden.text) == (403, "Forbidden")
+    assert allowed.json() == ["ada"]
+    assert float(allowed.headers["X-Process-Time"]) > 0
+    assert "X-Process-Time" not in forbidden.headers  # the route's layer is inside the router's
+    assert health.json() == "ok"
+    assert "X-Process-Time" not in health.headers
+    assert home.json() == "home"
+    assert str(describe(app)).endswith(
+        "  APIRouter '/admin':\n    1. require_admin\n    APIRoute '/admin/users':\n      1. TimingMiddleware"
+    )
