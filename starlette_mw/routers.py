@@ -21,12 +21,13 @@ from typing import Any, TypeAlias
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ENDPOINT", "TRACE_EVENTS", "RouteLayers", "Target", "add_middleware", "check_target", "route_layers"]
 
-Target: TypeAlias = "Starlette | Router | Mount | Route"
+# Any route, as `router.routes` types them; check_target() refuses those that take no middleware here.
+Target: TypeAlias = "Starlette | Router | BaseRoute"
 
 # The events list of the trace recording the request, which tracing's innermost app-level point
 # puts in the scope; shared through the scope so that this module and tracing import nothing of
@@ -143,7 +144,7 @@ def route_layers(target: object) -> RouteLayers | None:
     return layers
 
 
-def _install(target: Router | Mount | Route) -> RouteLayers:
+def _install(target: Router | BaseRoute) -> RouteLayers:
     existing = route_layers(target)
     if existing is not None:
         return existing
