@@ -300,6 +300,21 @@ def test_an_apirouter_mounted_as_an_app_runs_its_layers(anyio_backend: Backend) 
     assert log == ["router_level"]
 
 
+def test_a_mount_inside_an_apirouter(anyio_backend: Backend) -> None:
+    log: list[str] = []
+    api = Mount("/files", routes=[Route("/{name}", hello)])
+    router = APIRouter(routes=[api])
+    app = FastAPI()
+    app.include_router(router, prefix="/v1")
+    starlette_mw.middleware(api, "http", include="/{name}")(named("mount_level", log))
+    with TestClient(app, backend=anyio_backend) as test_client:
+        response = test_client.get("/v1/files/a.txt")
+    assert response.text == "hello"
+    # FastAPI serves a copy of the Mount, moved under the prefix; the copy runs its layers.
+    assert response.headers["X-mount_level"] == "/v1/files/a.txt"
+    assert log == ["mount_level"]
+
+
 # What is accepted
 
 
