@@ -29,9 +29,9 @@ __all__ = ["ENDPOINT", "TRACE_EVENTS", "RouteLayers", "Target", "add_middleware"
 # Any route, as `router.routes` types them; check_target() refuses those that take no middleware here.
 Target: TypeAlias = "Starlette | Router | BaseRoute"
 
-# The events list of the trace recording the request, which tracing's innermost app-level point
-# puts in the scope; shared through the scope so that this module and tracing import nothing of
-# each other's.
+# (the traced app, the events list of the trace recording the request), which tracing's innermost
+# app-level point puts in the scope: shared through the scope, so that tracing needs nothing here
+# but this key.
 TRACE_EVENTS = "starlette_mw.trace.events"
 ENDPOINT = "endpoint"
 _ATTRIBUTE = "_starlette_mw_layers"
@@ -47,6 +47,16 @@ def check_target(target: object) -> None:
         )
 
 
+def _trace_events(scope: Scope) -> list[str] | None:
+    """The events of the trace recording this request, while it is inside the traced app."""
+    traced: tuple[object, list[str]] | None = scope.get(TRACE_EVENTS) if scope["type"] == "http" else None
+    # An untraced app mounted in a traced one (Starlette puts each app in scope["app"]): the trace
+    # lists none of that app's layers, so none of its routes' either.
+    if traced is None or traced[0] is not scope.get("app"):
+        return None
+    return traced[1]
+
+
 class _Mark:
     """The innermost point of an object's layers: in a trace, the request reached what they wrap."""
 
@@ -56,7 +66,7 @@ class _Mark:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        events: list[str] | None = scope.get(TRACE_EVENTS) if scope["type"] == "http" else None
+        events = _trace_events(scope)
         if events is not None:
             events.append(ENDPOINT)
         await self.app(scope, receive, send)
@@ -72,7 +82,7 @@ class _Recorder:
         self.name = name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        events: list[str] | None = scope.get(TRACE_EVENTS) if scope["type"] == "http" else None
+        events = _trace_events(scope)
         if events is None:
             await self.app(scope, receive, send)
             return

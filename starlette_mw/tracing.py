@@ -98,8 +98,8 @@ class _Endpoint:
         if scope["type"] == "http":
             events = self.trace._events(scope)
             events.append(ENDPOINT)
-            # The layers of the routers and routes inside record themselves here.
-            scope[TRACE_EVENTS] = events
+            # The layers of the routers and routes inside this app record themselves here.
+            scope[TRACE_EVENTS] = (scope.get("app"), events)
         await self.app(scope, receive, send)
 
 

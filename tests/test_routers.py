@@ -125,6 +125,36 @@ async def test_starlette_app_router_mount_and_route_layers_in_order() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_trace_lists_no_route_layers_of_an_untraced_app_mounted_in_it() -> None:
+    route = Route("/users", hello)
+    starlette_mw.middleware(route, "http")(named("inner_route"))
+    inner = Starlette(routes=[route])
+    starlette_mw.middleware(inner, "http")(named("inner_app"))
+    outer = Starlette(routes=[Mount("/inner", app=inner)])
+    starlette_mw.middleware(outer, "http")(named("outer_app"))
+    recorded = trace(outer)
+    async with client(outer) as http:
+        response = await http.get("/inner/users")
+    assert response.headers["X-inner_route"] == "/inner/users"
+    assert recorded.last == traced("outer_app")
+
+
+@pytest.mark.anyio
+async def test_a_traced_app_mounted_in_another_records_its_route_layers_in_its_own_trace() -> None:
+    route = Route("/users", hello)
+    starlette_mw.middleware(route, "http")(named("inner_route"))
+    inner = Starlette(routes=[route])
+    starlette_mw.middleware(inner, "http")(named("inner_app"))
+    outer = Starlette(routes=[Mount("/inner", app=inner)])
+    starlette_mw.middleware(outer, "http")(named("outer_app"))
+    outer_trace, inner_trace = trace(outer), trace(inner)
+    async with client(outer) as http:
+        await http.get("/inner/users")
+    assert outer_trace.last == traced("outer_app")
+    assert inner_trace.last == traced("inner_app", "inner_route")
+
+
+@pytest.mark.anyio
 async def test_registered_layers_are_outside_starlettes_own_middleware_argument() -> None:
     log: list[str] = []
 
