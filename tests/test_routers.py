@@ -195,6 +195,19 @@ async def test_a_route_answers_405_before_its_middleware() -> None:
     assert log == []
 
 
+def test_a_route_layer_puts_its_headers_on_the_500_when_the_endpoint_raises(anyio_backend: Backend) -> None:
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    route = Route("/", boom)
+    starlette_mw.add_middleware(route, TimingMiddleware)
+    app = starlette_mw.App(routes=[route])
+    with TestClient(app, raise_server_exceptions=False, backend=anyio_backend) as test_client:
+        response = test_client.get("/")
+    assert response.status_code == 500
+    assert float(response.headers["X-Process-Time"]) > 0
+
+
 def test_websockets_pass_through_router_and_route_layers(anyio_backend: Backend) -> None:
     log: list[str] = []
     ws = WebSocketRoute("/ws", echo)
