@@ -1,4 +1,4 @@
-"""Middleware on a FastAPI `APIRouter` and on one of its routes, as in the README.
+"""Middleware on a FastAPI `APIRouter` and on one of its routes (docs/routers.md).
 
 Run it with:  uvicorn examples.admin_router:app
 """

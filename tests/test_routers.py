@@ -26,6 +26,7 @@ from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware, describe
 from starlette_mw.tracing import trace
 
 LiveServer = Callable[[ASGIApp], str]
+ROOT = Path(__file__).resolve().parent.parent
 Backend = Literal["asyncio", "trio"]
 
 
@@ -475,7 +476,18 @@ def test_router_middleware_under_uvicorn(mw_live_server: LiveServer) -> None:
     assert log[:5] == ["app_level", "parent_level", "Audit", "child_before_include", "route_level"]
 
 
-def test_readme_example_under_uvicorn(mw_live_server: LiveServer) -> None:
+def test_the_docs_stack_output_is_the_commands() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "starlette_mw", "stack", "examples.admin_router:app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == (ROOT / "docs_src" / "routers" / "stack_output.txt").read_text()
+
+
+def test_docs_example_under_uvicorn(mw_live_server: LiveServer) -> None:
     from examples.admin_router import app
 
     with httpx.Client(base_url=mw_live_server(app)) as http:
