@@ -7,6 +7,7 @@ from starlette_mw.describe import Stack, describe
 from starlette_mw.errors import install
 from starlette_mw.paths import PathFilter
 from starlette_mw.redirects import Redirect, RedirectMiddleware, load_redirects
+from starlette_mw.routers import add_middleware
 from starlette_mw.timing import Timer, TimingAllowOrigin, TimingMiddleware, record_timing, timing
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Timer",
     "TimingAllowOrigin",
     "TimingMiddleware",
+    "add_middleware",
     "describe",
     "install",
     "load_redirects",

@@ -14,12 +14,13 @@ from starlette_mw._registration import check_middleware
 from starlette_mw.base import HTTPMiddleware, check_dispatch
 from starlette_mw.errors import ErrorResponseLayer
 from starlette_mw.paths import PathFilter, PathPatterns
+from starlette_mw.routers import Target, add_middleware, check_target
 
 F = TypeVar("F", bound=DispatchFunction)
 
 
 def middleware(
-    app: Starlette,
+    app: Target,
     middleware_type: str,
     *,
     include: PathPatterns = None,
@@ -27,9 +28,11 @@ def middleware(
 ) -> Callable[[F], F]:
     """Register the decorated `async def f(request, call_next)` as middleware of `app`.
 
-    Works on any Starlette or FastAPI instance. Like `add_middleware`, the function registered
-    last is the outermost. `include=` / `exclude=` limit it to some paths; other requests skip it
-    at almost no cost.
+    Works on any Starlette or FastAPI instance, and on a router, Mount or route (FastAPI's
+    `APIRouter` and `APIRoute` too), where it runs for that object's requests only, inside the
+    app's stack. Like `add_middleware`, the function registered last is the outermost.
+    `include=` / `exclude=` limit it to some paths (inside a Mount, the path without the Mount's
+    prefix, as its routes see it); other requests skip it at almost no cost.
 
         app = Starlette(routes=routes)
 
@@ -40,6 +43,7 @@ def middleware(
             response.headers["X-Process-Time"] = str(time.perf_counter() - start)
             return response
     """
+    check_target(app)
     if middleware_type != "http":
         raise ValueError(
             f'Middleware type {middleware_type!r} is not supported; use @app.middleware("http") '
@@ -49,7 +53,7 @@ def middleware(
 
     def decorator(func: F) -> F:
         check_dispatch(func)
-        app.add_middleware(HTTPMiddleware, dispatch=func, include=include, exclude=exclude)
+        add_middleware(app, HTTPMiddleware, dispatch=func, include=include, exclude=exclude)
         return func
 
     return decorator

@@ -11,10 +11,10 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw.describe import layer_name
+from starlette_mw.routers import ENDPOINT, TRACE_EVENTS
 
 __all__ = ["ENDPOINT", "Trace", "trace"]
 
-ENDPOINT = "endpoint"
 _SCOPE_KEY = "starlette_mw.trace"
 
 
@@ -29,7 +29,9 @@ class Trace:
          "add_process_time", "TimingMiddleware", "CORSMiddleware"]
 
     A layer that answers by itself (a CORS preflight, a redirect) shows no "endpoint"; one whose
-    response never started (it raised) appears only once.
+    response never started (it raised) appears only once. Middleware registered on the router,
+    Mount or route that handles the request follows the app's, and "endpoint" is then what they
+    wrap.
     """
 
     def __init__(self) -> None:
@@ -94,7 +96,10 @@ class _Endpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            self.trace._events(scope).append(ENDPOINT)
+            events = self.trace._events(scope)
+            events.append(ENDPOINT)
+            # The layers of the routers and routes inside this app record themselves here.
+            scope[TRACE_EVENTS] = (scope.get("app"), events)
         await self.app(scope, receive, send)
 
 

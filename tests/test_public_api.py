@@ -35,3 +35,10 @@ def test_public_classes_and_functions_have_docstrings() -> None:
         value = getattr(starlette_mw, name)
         if inspect.isclass(value) or inspect.isfunction(value):
             assert value.__doc__, f"starlette_mw.{name} has no docstring"
+
+
+def test_add_middleware_is_the_router_and_route_registration() -> None:
+    from starlette_mw.routers import add_middleware
+
+    assert starlette_mw.add_middleware is add_middleware
+    assert "add_middleware" in starlette_mw.__all__
