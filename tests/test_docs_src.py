@@ -3,9 +3,12 @@ and what its page says it shows is checked. A snippet that fails when pasted is 
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -204,6 +207,33 @@ def test_pytest_plugin_example(pytester: pytest.Pytester) -> None:
         (pytester.path / name).write_text((DOCS_SRC / "pytest_plugin" / name).read_text())
     result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=3)
+
+
+def test_pytest_plugin_example_needs_only_the_pytest_extra() -> None:
+    # The page says `pip install 'starlette-mw[pytest]'` is enough: every module the two files
+    # import is the standard library's, the other file's, or a distribution that the package or
+    # its `pytest` extra requires by name (httpx is not one: the extra brings httpx2).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {"starlette-mw"} | {
+        re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+        for requirement in [*project["dependencies"], *project["optional-dependencies"]["pytest"]]
+    }
+    providers = importlib.metadata.packages_distributions()
+    for name in ("myapp.py", "test_middleware.py"):
+        tree = ast.parse((DOCS_SRC / "pytest_plugin" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top in {"__future__", "myapp", "starlette_mw"}:
+                    continue
+                distributions = {distribution.lower() for distribution in providers.get(top, [])}
+                assert distributions & required, f"{name} imports {module}: not from `starlette-mw[pytest]`"
 
 
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
