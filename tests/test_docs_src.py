@@ -4,11 +4,13 @@ and what its page says it shows is checked. A snippet that fails when pasted is 
 from __future__ import annotations
 
 import ast
+import http.client
 import importlib.metadata
 import re
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,42 @@ def test_getting_started_starlette(mw_client: Client) -> None:
     response = mw_client(app).get("/")
     assert response.json() == {"hello": "world"}
     assert float(response.headers["X-Process-Time"]) > 0
+
+
+def test_getting_started_curl_transcript(mw_live_server: Callable[..., str]) -> None:
+    # The page's `curl -i` transcript is what uvicorn answers: the status line, every header in
+    # order (the date and the time vary), and the body.
+    from docs_src.getting_started.starlette_app import app
+
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    shown = re.search(r"^\$ curl -i http://127\.0\.0\.1:8000/\n(.*?)^```", page, re.M | re.S)
+    assert shown is not None
+    shown_head, shown_body = shown[1].split("\n\n", 1)
+    url = urllib.parse.urlsplit(mw_live_server(app))
+    connection = http.client.HTTPConnection(url.hostname, url.port)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        head = [f"HTTP/1.1 {response.status} {response.reason}", *(f"{k}: {v}" for k, v in response.getheaders())]
+        body = response.read().decode()
+    finally:
+        connection.close()
+
+    def masked(lines: list[str]) -> list[str]:
+        return [re.sub(r"^(date|x-process-time): .*", r"\1: ...", line) for line in lines]
+
+    assert masked(head) == masked(shown_head.splitlines())
+    assert body + "\n" == shown_body
+    assert float(response.getheader("x-process-time", "")) > 0
+
+
+def test_runtime_dependencies_are_those_the_pages_name() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = sorted(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0] for requirement in dependencies)
+    for text in ((ROOT / "README.md").read_text(), (ROOT / "docs" / "getting-started.md").read_text()):
+        named = re.search(r"package\s+itself\s+needs\s+only\s+`(\w+)`\s+and\s+`(\w+)`", text)
+        assert named is not None
+        assert sorted(named.groups()) == names
 
 
 def test_getting_started_fastapi(mw_client: Client) -> None:
