@@ -157,6 +157,11 @@ class Timer:
     """Times a block (`with`, `async with`) or each call of a function (as a decorator) into a metric.
 
     Made by `timing()`. Metrics are kept in the order they finish; a name may repeat.
+
+        async with timing(request, "db", "load users"):  # in an endpoint
+            rows = await load_users()
+        render = timing(request, "render")(render_users)  # each call of render() is timed
+        response = render(rows)
     """
 
     __slots__ = ("_description", "_metrics", "_name", "_start")

@@ -85,15 +85,15 @@ class MiddlewareMixin:
     It also puts the package's middleware headers on the 500 that Starlette renders when an
     endpoint raises, as `starlette_mw.install(app)` does for other apps.
 
-    class App(MiddlewareMixin, Starlette): ...
+        class App(MiddlewareMixin, Starlette): ...
 
-    app = App(routes=routes)
+        app = App(routes=routes)
 
-    @app.middleware("http")
-    async def add_server_header(request, call_next):
-        response = await call_next(request)
-        response.headers["X-Server"] = "starlette"
-        return response
+        @app.middleware("http")
+        async def add_server_header(request, call_next):
+            response = await call_next(request)
+            response.headers["X-Server"] = "starlette"
+            return response
     """
 
     def middleware(
@@ -117,4 +117,15 @@ class MiddlewareMixin:
 
 
 class App(MiddlewareMixin, Starlette):
-    """A Starlette application with `@app.middleware("http")`."""
+    """A Starlette application with `@app.middleware("http")`.
+
+    It takes `Starlette`'s arguments; `MiddlewareMixin` gives it the decorator.
+
+        app = App(routes=[Route("/", homepage)])
+
+        @app.middleware("http", exclude="/health")
+        async def add_server_header(request, call_next):
+            response = await call_next(request)
+            response.headers["X-Server"] = "starlette"
+            return response
+    """

@@ -42,6 +42,21 @@ class Stack:
     """The layers of an app as a request meets them, outermost first.
 
     `str(stack)` shows the request path and then the response path, which runs in reverse.
+
+        >>> stack = Stack(("ServerErrorMiddleware", "add_process_time", "ExceptionMiddleware", "Router"))
+        >>> stack.layers.index("add_process_time")
+        1
+        >>> print(stack)
+        request (outermost first):
+          1. ServerErrorMiddleware
+          2. add_process_time
+          3. ExceptionMiddleware
+          4. Router
+        response (innermost first):
+          1. Router
+          2. ExceptionMiddleware
+          3. add_process_time
+          4. ServerErrorMiddleware
     """
 
     layers: tuple[str, ...]
@@ -59,11 +74,13 @@ def describe(app: Starlette) -> Stack:
     registered with `@app.middleware("http")` appears under its own name. The stack is built with
     the app's `build_middleware_stack()`, exactly as on the first request, but not installed.
 
-        >>> print(describe(app))  # a plain Starlette(); App adds ErrorResponseLayer first
-        request (outermost first):
-          1. ServerErrorMiddleware
-          2. add_process_time
-          ...
+        >>> app = Starlette()  # starlette_mw.App adds ErrorResponseLayer outside ServerErrorMiddleware
+        >>> @starlette_mw.middleware(app, "http")
+        ... async def add_process_time(request, call_next):
+        ...     return await call_next(request)
+        >>> app.add_middleware(GZipMiddleware)
+        >>> describe(app).layers
+        ('ServerErrorMiddleware', 'GZipMiddleware', 'add_process_time', 'ExceptionMiddleware', 'Router')
     """
     if not isinstance(app, Starlette):
         raise TypeError(f"describe() takes a Starlette or FastAPI app, not {type(app).__name__}.")

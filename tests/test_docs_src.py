@@ -4,19 +4,32 @@ and what its page says it shows is checked. A snippet that fails when pasted is 
 from __future__ import annotations
 
 import ast
+import doctest
 import http.client
 import importlib.metadata
+import inspect
 import re
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+import starlette_mw
 from starlette_mw.testing import assert_cors, assert_redirect, assert_server_timing, preflight, server_timing
 
 ROOT = Path(__file__).parent.parent
@@ -43,7 +56,7 @@ def test_getting_started_curl_transcript(mw_live_server: Callable[..., str]) -> 
     assert shown is not None
     shown_head, shown_body = shown[1].split("\n\n", 1)
     url = urllib.parse.urlsplit(mw_live_server(app))
-    connection = http.client.HTTPConnection(url.hostname, url.port)
+    connection = http.client.HTTPConnection(url.netloc)
     try:
         connection.request("GET", "/")
         response = connection.getresponse()
@@ -295,3 +308,117 @@ def test_every_python_sample_in_the_readme_is_a_tested_file() -> None:
     for language, body in FENCE.findall((ROOT / "README.md").read_text()):
         if language == "python":
             assert body in files, f"This README block is not a file under docs_src/:\n{body}"
+
+
+# The API reference's examples, as the page shows them: each `::: starlette_mw.x` entry's
+# docstring (read with griffe, as mkdocstrings reads it) must hold an example, and each example
+# runs, with the names that docs/reference.md says the examples assume.
+REFERENCE_ENTRIES = re.findall(r"^::: starlette_mw\.([\w.]+)$", (ROOT / "docs" / "reference.md").read_text(), re.M)
+
+
+def reference_docstring(entry: str) -> str:
+    import griffe
+
+    found: Any = griffe.load("starlette_mw", search_paths=[str(ROOT)])[entry]
+    if found.is_module:  # a module of the same name (`timing`, `describe`): the entry shows its function
+        found = found[entry.rsplit(".", 1)[-1]]
+    return found.docstring.value if found.docstring is not None else ""
+
+
+def code_blocks(docstring: str) -> list[str]:
+    """The indented (Markdown) code blocks of a docstring, doctests left out."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    previous = ""
+    for line in docstring.splitlines():
+        if line.startswith("    ") or (line == "" and current is not None):
+            if current is None:
+                if previous != "":
+                    continue  # an indented line that continues a paragraph is not code
+                current = []
+                blocks.append(current)
+            current.append(line[4:])
+        else:
+            current = None
+        previous = line
+    return ["\n".join(block).strip() + "\n" for block in blocks if not block[0].startswith(">>>")]
+
+
+async def homepage(request: Request) -> Response:
+    return PlainTextResponse("home")
+
+
+async def load_users() -> list[str]:
+    return ["alice", "bob"]
+
+
+def render_users(rows: list[str]) -> Response:
+    return JSONResponse(rows)
+
+
+def example_names() -> dict[str, Any]:
+    import starlette_mw.testing
+
+    names: dict[str, Any] = {name: getattr(starlette_mw, name) for name in starlette_mw.__all__}
+    names |= {name: getattr(starlette_mw.testing, name) for name in starlette_mw.testing.__all__}
+    names |= {
+        "starlette_mw": starlette_mw,
+        "re": re,
+        "time": time,
+        "Starlette": Starlette,
+        "FastAPI": FastAPI,
+        "Middleware": Middleware,
+        "GZipMiddleware": GZipMiddleware,
+        "Route": Route,
+        "Request": Request,
+        "Response": Response,
+        "PlainTextResponse": PlainTextResponse,
+        "JSONResponse": JSONResponse,
+        "TestClient": TestClient,
+        "homepage": homepage,
+        "routes": [Route("/", homepage)],
+        "load_users": load_users,
+        "render_users": render_users,
+    }
+    return names
+
+
+def run_in_an_endpoint(code: CodeType, names: dict[str, Any]) -> Any:
+    async def endpoint(request: Request) -> Response:
+        ran = eval(code, names | {"request": request, "started": time.perf_counter()})
+        if inspect.iscoroutine(ran):
+            await ran
+        return PlainTextResponse("ran")
+
+    app = starlette_mw.App(routes=[Route("/", endpoint)], middleware=[Middleware(starlette_mw.TimingMiddleware)])
+    return TestClient(app).get("/")
+
+
+@pytest.mark.parametrize("entry", REFERENCE_ENTRIES)
+def test_every_api_reference_entry_has_an_example_that_runs(
+    entry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docstring = reference_docstring(entry)
+    doctests = doctest.DocTestParser().get_doctest(docstring, example_names(), entry, None, 0)
+    blocks = code_blocks(docstring)
+    assert doctests.examples or blocks, f"The API reference shows no example for starlette_mw.{entry}."
+    if doctests.examples:
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        report: list[str] = []
+        runner.run(doctests, out=report.append)
+        assert runner.failures == 0, "".join(report)
+    # A block runs in an app's module (`app` is an App of `routes`) and then serves a request; one
+    # that uses `request` runs inside an endpoint behind TimingMiddleware, and records a metric.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "redirects.toml").write_text('[[redirects]]\nsource = "/old"\ntarget = "/new"\n')
+    for block in blocks:
+        code = compile(block, f"<example of {entry}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        names = example_names() | {"app": starlette_mw.App(routes=[Route("/", homepage)])}
+        if "request" in code.co_names:
+            response = run_in_an_endpoint(code, names)
+            assert response.text == "ran"
+            assert len(server_timing(response)) > 1, f"{block} recorded no metric"
+        else:
+            exec(code, names)
+            response = TestClient(names["app"]).get("/")
+            assert response.status_code in {200, 404}, block
