@@ -130,7 +130,7 @@ def record_timing(
 
     `request` is the endpoint's request, or the scope in a plain ASGI middleware. Without a
     TimingMiddleware handling the request (none in the stack, path excluded, `enabled=` said no),
-    this does nothing, so handlers need not care.
+    this records nothing, so handlers need not care; it still checks its arguments.
 
         record_timing(request, "cache", description="hit")
         record_timing(request, "render", time.perf_counter() - started)
@@ -226,7 +226,7 @@ def timing(request: HTTPConnection | Scope, name: str, description: str | None =
 
     `request` is the endpoint's request, or the scope in a plain ASGI middleware. Only metrics that
     end before the response starts reach the header. Without a TimingMiddleware handling the
-    request, the timer does nothing.
+    request, the timer records nothing; its name and description are still checked.
     """
     check_token(name, "Server-Timing metric name")
     check_description(description, f"Description of metric {name!r}")
