@@ -25,7 +25,32 @@ from starlette_mw._parts import AppResponse, DispatchRequest, disconnect, is_las
 from starlette_mw._tasks import AppTask, Flag
 
 CallNext = Callable[[Request], Awaitable[Response]]
+"""The type of `call_next`: it takes the request and returns the response of the rest of the stack.
+
+A dispatch function, typed:
+
+    async def add_server_header(request: Request, call_next: CallNext) -> Response:
+        response = await call_next(request)
+        response.headers["X-Server"] = "starlette"
+        return response
+
+    app.add_middleware(HTTPMiddleware, dispatch=add_server_header)
+"""
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]
+"""The type of a dispatch function, as `@app.middleware("http")` and `HTTPMiddleware(dispatch=...)` take.
+
+A function that makes dispatch functions:
+
+    def with_header(name: str, value: str) -> DispatchFunction:
+        async def dispatch(request: Request, call_next: CallNext) -> Response:
+            response = await call_next(request)
+            response.headers[name] = value
+            return response
+
+        return dispatch
+
+    app.add_middleware(HTTPMiddleware, dispatch=with_header("X-Server", "starlette"))
+"""
 
 # How the app's response reaches the client; decided when dispatch returns or starts reading the body.
 PENDING, FORWARD, PULL, DISCARD = range(4)

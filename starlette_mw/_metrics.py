@@ -130,7 +130,7 @@ def record_timing(
 
     `request` is the endpoint's request, or the scope in a plain ASGI middleware. Without a
     TimingMiddleware handling the request (none in the stack, path excluded, `enabled=` said no),
-    this does nothing, so handlers need not care.
+    this records nothing, so handlers need not care; it still checks its arguments.
 
         record_timing(request, "cache", description="hit")
         record_timing(request, "render", time.perf_counter() - started)
@@ -157,6 +157,11 @@ class Timer:
     """Times a block (`with`, `async with`) or each call of a function (as a decorator) into a metric.
 
     Made by `timing()`. Metrics are kept in the order they finish; a name may repeat.
+
+        async with timing(request, "db", "load users"):  # in an endpoint
+            rows = await load_users()
+        render = timing(request, "render")(render_users)  # each call of render() is timed
+        response = render(rows)
     """
 
     __slots__ = ("_description", "_metrics", "_name", "_start")
@@ -221,7 +226,7 @@ def timing(request: HTTPConnection | Scope, name: str, description: str | None =
 
     `request` is the endpoint's request, or the scope in a plain ASGI middleware. Only metrics that
     end before the response starts reach the header. Without a TimingMiddleware handling the
-    request, the timer does nothing.
+    request, the timer records nothing; its name and description are still checked.
     """
     check_token(name, "Server-Timing metric name")
     check_description(description, f"Description of metric {name!r}")

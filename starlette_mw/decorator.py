@@ -66,15 +66,15 @@ class MiddlewareMixin:
     endpoint raises, and checks the options of the package's middleware where they are given
     (`App(middleware=[...])`, `add_middleware`), as `starlette_mw.install(app)` does for other apps.
 
-    class App(MiddlewareMixin, Starlette): ...
+        class App(MiddlewareMixin, Starlette): ...
 
-    app = App(routes=routes)
+        app = App(routes=routes)
 
-    @app.middleware("http")
-    async def add_server_header(request, call_next):
-        response = await call_next(request)
-        response.headers["X-Server"] = "starlette"
-        return response
+        @app.middleware("http")
+        async def add_server_header(request, call_next):
+            response = await call_next(request)
+            response.headers["X-Server"] = "starlette"
+            return response
     """
 
     if not TYPE_CHECKING:  # type checkers see the app's own __init__, with its parameters typed
@@ -110,4 +110,15 @@ class MiddlewareMixin:
 
 
 class App(MiddlewareMixin, Starlette):
-    """A Starlette application with `@app.middleware("http")`."""
+    """A Starlette application with `@app.middleware("http")`.
+
+    It takes `Starlette`'s arguments; `MiddlewareMixin` gives it the decorator.
+
+        app = App(routes=[Route("/", homepage)])
+
+        @app.middleware("http", exclude="/health")
+        async def add_server_header(request, call_next):
+            response = await call_next(request)
+            response.headers["X-Server"] = "starlette"
+            return response
+    """

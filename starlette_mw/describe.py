@@ -65,6 +65,21 @@ class Stack:
 
     `str(stack)` shows the request path and then the response path, which runs in reverse, then
     each router, Mount and route with middleware of its own (`routes`), indented by nesting.
+
+        >>> stack = Stack(("ServerErrorMiddleware", "add_process_time", "ExceptionMiddleware", "Router"))
+        >>> stack.layers.index("add_process_time")
+        1
+        >>> print(stack)
+        request (outermost first):
+          1. ServerErrorMiddleware
+          2. add_process_time
+          3. ExceptionMiddleware
+          4. Router
+        response (innermost first):
+          1. Router
+          2. ExceptionMiddleware
+          3. add_process_time
+          4. ServerErrorMiddleware
     """
 
     layers: tuple[str, ...]
@@ -142,11 +157,13 @@ def describe(app: Starlette) -> Stack:
     the app's `build_middleware_stack()`, exactly as on the first request, but not installed.
     `routes` lists the routers, Mounts and routes with middleware of their own, nested.
 
-        >>> print(describe(app))  # a plain Starlette(); App adds ErrorResponseLayer first
-        request (outermost first):
-          1. ServerErrorMiddleware
-          2. add_process_time
-          ...
+        >>> app = Starlette()  # starlette_mw.App adds ErrorResponseLayer outside ServerErrorMiddleware
+        >>> @starlette_mw.middleware(app, "http")
+        ... async def add_process_time(request, call_next):
+        ...     return await call_next(request)
+        >>> app.add_middleware(GZipMiddleware)
+        >>> describe(app).layers
+        ('ServerErrorMiddleware', 'GZipMiddleware', 'add_process_time', 'ExceptionMiddleware', 'Router')
     """
     if not isinstance(app, Starlette):
         raise TypeError(f"describe() takes a Starlette or FastAPI app, not {type(app).__name__}.")

@@ -7,7 +7,7 @@ neither uvicorn nor an HTTP client: they load when a fixture first needs them.
 
     def test_redirect(mw_client):
         client = mw_client(app)
-        assert_redirect(client.get("/old"), "/new", status=308)
+        assert_redirect(client.get("/old"), "/new", status=301)  # a GET to a permanent redirect
 """
 
 from __future__ import annotations

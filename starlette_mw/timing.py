@@ -35,8 +35,18 @@ from starlette_mw.paths import PathPatterns
 __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
 
 Origins: TypeAlias = str | Sequence[str]
-# What `timing_allow_origin=` takes: "*", an origin, a list of them, or a function of the request.
 TimingAllowOrigin: TypeAlias = Origins | Callable[[Request], Origins | None] | None
+"""What `TimingMiddleware(timing_allow_origin=...)` takes: "*", an origin, a list of them, or a function of the request.
+
+A function returning the request's own `Origin` when it is one of yours:
+
+    def front_ends(request: Request) -> str | None:
+        origin = request.headers.get("Origin")  # checked: only `*` or an origin reaches the header
+        return origin if origin in {"https://app.example.com", "https://admin.example.com"} else None
+
+    allowed: TimingAllowOrigin = front_ends
+    app.add_middleware(TimingMiddleware, timing_allow_origin=allowed)
+"""
 
 
 # What X-Process-Time may not be called. TimingMiddleware drops the app's header of that name and

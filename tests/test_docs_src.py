@@ -3,15 +3,33 @@ and what its page says it shows is checked. A snippet that fails when pasted is 
 
 from __future__ import annotations
 
+import ast
+import doctest
+import http.client
+import importlib.metadata
+import inspect
 import re
 import subprocess
 import sys
+import time
+import tomllib
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
+import starlette_mw
 from starlette_mw.testing import assert_cors, assert_redirect, assert_server_timing, preflight, server_timing
 
 ROOT = Path(__file__).parent.parent
@@ -26,6 +44,43 @@ def test_getting_started_starlette(mw_client: Client) -> None:
     response = mw_client(app).get("/")
     assert response.json() == {"hello": "world"}
     assert float(response.headers["X-Process-Time"]) > 0
+
+
+def test_getting_started_curl_transcript(mw_live_server: Callable[..., str]) -> None:
+    # The page's `curl -i` transcript is what uvicorn answers: the status line, every header in
+    # order (the date and the time vary), and the body.
+    from docs_src.getting_started.starlette_app import app
+
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    shown = re.search(r"^\$ curl -i http://127\.0\.0\.1:8000/\n(.*?)^```", page, re.M | re.S)
+    assert shown is not None
+    shown_head, shown_body = shown[1].split("\n\n", 1)
+    url = urllib.parse.urlsplit(mw_live_server(app))
+    connection = http.client.HTTPConnection(url.netloc)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        head = [f"HTTP/1.1 {response.status} {response.reason}", *(f"{k}: {v}" for k, v in response.getheaders())]
+        body = response.read().decode()
+    finally:
+        connection.close()
+
+    def masked(lines: list[str]) -> list[str]:
+        return [re.sub(r"^(date|x-process-time): .*", r"\1: ...", line) for line in lines]
+
+    assert masked(head) == masked(shown_head.splitlines())
+    assert body + "\n" == shown_body
+    assert float(response.getheader("x-process-time", "")) > 0
+
+
+def test_runtime_dependencies_are_those_the_pages_name() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0] for requirement in dependencies}
+    for page in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
+        # "The package itself needs only `a`, `b` (...) and `c`;": every name, up to the `;` or `.`
+        sentence = re.search(r"package\s+itself\s+needs\s+only\s+([^;.]*)", page.read_text())
+        assert sentence is not None, page.name
+        assert set(re.findall(r"`([\w.-]+)`", sentence[1])) == names, f"{page.name}: {sentence[0]}"
 
 
 def test_getting_started_fastapi(mw_client: Client) -> None:
@@ -206,6 +261,33 @@ def test_pytest_plugin_example(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3)
 
 
+def test_pytest_plugin_example_needs_only_the_pytest_extra() -> None:
+    # The page says `pip install 'starlette-mw[pytest]'` is enough: every module the two files
+    # import is the standard library's, the other file's, or a distribution that the package or
+    # its `pytest` extra requires by name (httpx is not one: the extra brings httpx2).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {"starlette-mw"} | {
+        re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+        for requirement in [*project["dependencies"], *project["optional-dependencies"]["pytest"]]
+    }
+    providers = importlib.metadata.packages_distributions()
+    for name in ("myapp.py", "test_middleware.py"):
+        tree = ast.parse((DOCS_SRC / "pytest_plugin" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top in {"__future__", "myapp", "starlette_mw"}:
+                    continue
+                distributions = {distribution.lower() for distribution in providers.get(top, [])}
+                assert distributions & required, f"{name} imports {module}: not from `starlette-mw[pytest]`"
+
+
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
 
 
@@ -227,3 +309,118 @@ def test_every_python_sample_in_the_readme_is_a_tested_file() -> None:
     for language, body in FENCE.findall((ROOT / "README.md").read_text()):
         if language == "python":
             assert body in files, f"This README block is not a file under docs_src/:\n{body}"
+
+
+# The API reference's examples, as the page shows them: each `::: starlette_mw.x` entry's
+# docstring (read with griffe, as mkdocstrings reads it) must hold an example, and each example
+# runs, with the names that docs/reference.md says the examples assume.
+REFERENCE_ENTRIES = re.findall(r"^::: starlette_mw\.([\w.]+)$", (ROOT / "docs" / "reference.md").read_text(), re.M)
+
+
+def reference_docstring(entry: str) -> str:
+    import griffe
+
+    found: Any = griffe.load("starlette_mw", search_paths=[str(ROOT)])[entry]
+    if found.is_module:  # a module of the same name (`timing`, `describe`): the entry shows its function
+        found = found[entry.rsplit(".", 1)[-1]]
+    return found.docstring.value if found.docstring is not None else ""
+
+
+def code_blocks(docstring: str) -> list[str]:
+    """The indented (Markdown) code blocks of a docstring, doctests left out."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    previous = ""
+    for line in docstring.splitlines():
+        if line.startswith("    ") or (line == "" and current is not None):
+            if current is None:
+                if previous != "":
+                    continue  # an indented line that continues a paragraph is not code
+                current = []
+                blocks.append(current)
+            current.append(line[4:])
+        else:
+            current = None
+        previous = line
+    return ["\n".join(block).strip() + "\n" for block in blocks if not block[0].startswith(">>>")]
+
+
+async def homepage(request: Request) -> Response:
+    return PlainTextResponse("home")
+
+
+async def load_users() -> list[str]:
+    return ["alice", "bob"]
+
+
+def render_users(rows: list[str]) -> Response:
+    return JSONResponse(rows)
+
+
+def example_names() -> dict[str, Any]:
+    import starlette_mw.testing
+
+    names: dict[str, Any] = {name: getattr(starlette_mw, name) for name in starlette_mw.__all__}
+    names |= {name: getattr(starlette_mw.testing, name) for name in starlette_mw.testing.__all__}
+    names |= {
+        "starlette_mw": starlette_mw,
+        "re": re,
+        "time": time,
+        "Starlette": Starlette,
+        "FastAPI": FastAPI,
+        "Middleware": Middleware,
+        "GZipMiddleware": GZipMiddleware,
+        "Route": Route,
+        "Request": Request,
+        "Response": Response,
+        "PlainTextResponse": PlainTextResponse,
+        "JSONResponse": JSONResponse,
+        "TestClient": TestClient,
+        "homepage": homepage,
+        "routes": [Route("/", homepage)],
+        "APIRouter": APIRouter,
+        "load_users": load_users,
+        "render_users": render_users,
+    }
+    return names
+
+
+def run_in_an_endpoint(code: CodeType, names: dict[str, Any]) -> Any:
+    async def endpoint(request: Request) -> Response:
+        ran = eval(code, names | {"request": request, "started": time.perf_counter()})
+        if inspect.iscoroutine(ran):
+            await ran
+        return PlainTextResponse("ran")
+
+    app = starlette_mw.App(routes=[Route("/", endpoint)], middleware=[Middleware(starlette_mw.TimingMiddleware)])
+    return TestClient(app).get("/")
+
+
+@pytest.mark.parametrize("entry", REFERENCE_ENTRIES)
+def test_every_api_reference_entry_has_an_example_that_runs(
+    entry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docstring = reference_docstring(entry)
+    doctests = doctest.DocTestParser().get_doctest(docstring, example_names(), entry, None, 0)
+    blocks = code_blocks(docstring)
+    assert doctests.examples or blocks, f"The API reference shows no example for starlette_mw.{entry}."
+    if doctests.examples:
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        report: list[str] = []
+        runner.run(doctests, out=report.append)
+        assert runner.failures == 0, "".join(report)
+    # A block runs in an app's module (`app` is a FastAPI app of `routes`) and then serves a request; one
+    # that uses `request` runs inside an endpoint behind TimingMiddleware, and records a metric.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "redirects.toml").write_text('[[redirects]]\nsource = "/old"\ntarget = "/new"\n')
+    for block in blocks:
+        code = compile(block, f"<example of {entry}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        names = example_names() | {"app": starlette_mw.install(FastAPI(routes=[Route("/", homepage)]))}
+        if "request" in code.co_names:
+            response = run_in_an_endpoint(code, names)
+            assert response.text == "ran"
+            assert len(server_timing(response)) > 1, f"{block} recorded no metric"
+        else:
+            exec(code, names)
+            response = TestClient(names["app"]).get("/")
+            assert response.status_code in {200, 404}, block

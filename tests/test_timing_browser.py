@@ -114,5 +114,5 @@ def test_the_500_of_a_failing_endpoint_carries_the_metrics(two_origins: TwoOrigi
 def test_non_ascii_descriptions_reach_the_page_as_latin_1(two_origins: TwoOrigins) -> None:
     api = serve(two_origins, timing_allow_origin=two_origins.page_origin)
     [_, i18n] = fetch(two_origins, api, "/accented")["serverTiming"]
-    # The bytes are UTF-8; Chromium decodes header values as Latin-1 (see README).
+    # The bytes are UTF-8; Chromium decodes header values as Latin-1 (see docs/timing.md).
     assert i18n[2] == "café".encode().decode("latin-1")
