@@ -28,6 +28,7 @@ from starlette_mw._redirect_rules import (
     compile_source,
     query_params,
 )
+from starlette_mw.paths import route_fullmatch
 
 # A one-segment parameter of a Starlette path: a wildcard edge of the trie unless it is ':path'.
 _PARAMETER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?::(?P<convertor>[A-Za-z_][A-Za-z0-9_]*))?\}")
@@ -116,7 +117,7 @@ class PathRule:
             return None
         groups: dict[str, str] = {}
         if self.regex is not None:
-            found = self.regex.fullmatch(path)
+            found = route_fullmatch(self.regex, path)
             if found is None:
                 return None
             groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
@@ -195,14 +196,21 @@ class PathIndex:
     def find(self, path: str, method: str, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
         """The first path rule that matches, with its captured groups."""
         best: tuple[PathRule, dict[str, str]] | None = None
-        for rule in self.exact.get(path, ()):
-            groups = rule.match(path, method, query_string)
-            if groups is not None:
-                best = rule, groups
-                break
+        # As a route: '/old' is also '/old' followed by a final newline, which the route's '$' lets
+        # through (paths.route_fullmatch), so a rule cannot be stepped around with '%0A'.
+        bare = path[:-1] if path[-1:] == "\n" else None
+        for exact in (path, bare) if bare is not None else (path,):
+            for rule in self.exact.get(exact, ()):
+                groups = rule.match(exact, method, query_string)
+                if groups is not None:
+                    if best is None or rule.index < best[0].index:
+                        best = rule, groups
+                    break
         if not self.has_trie:
             return best
         found = self.candidates(path)
+        if bare is not None:
+            found = list(dict.fromkeys(found + self.candidates(bare)))
         if len(found) > 1:
             found.sort(key=_by_index)
         for rule in found:

@@ -282,7 +282,8 @@ def compile_source(source: object, where: str) -> tuple[str | None, re.Pattern[s
             f"{where}: source {source!r} is not a valid Starlette path ({exc}); name each parameter once "
             "and use a known convertor, as in '/users/{id:int}'."
         ) from None
-    # fullmatch rather than Starlette's '^...$', whose '$' would also match before a final newline.
+    # Without '^...$': a rule matches through paths.route_fullmatch, as the route does (its '$'
+    # lets a final newline through, so '/old' is also '/old%0A').
     body = regex.pattern.removeprefix("^").removesuffix("$")
     return None, re.compile(body), frozenset(convertors)
 
