@@ -32,6 +32,8 @@ from starlette_mw.paths import route_fullmatch
 
 # A one-segment parameter of a Starlette path: a wildcard edge of the trie unless it is ':path'.
 _PARAMETER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?::(?P<convertor>[A-Za-z_][A-Za-z0-9_]*))?\}")
+# A parameter's place in the path format Starlette's compile_path returns.
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Characters that stand for themselves in a regex and in a path segment.
 _REGEX_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # After a '/', these make it optional, repeated or one branch of several: the segment before it
@@ -252,10 +254,13 @@ def _samples(source: object) -> tuple[str, ...]:
     if "{" not in source:
         return (source,)
     _, path_format, convertors = compile_path(source)
-    return tuple(
-        path_format.format(**{name: values.get(type(c).__name__, "x") for name, c in convertors.items()})
-        for values in _SAMPLES
-    )
+    # Not str.format: braces that are no parameter ('/{1}', '/{?q}') stay in the format as literal
+    # text, which the route matches as it is.
+    samples = []
+    for values in _SAMPLES:
+        fill = {name: values.get(type(convertor).__name__, "x") for name, convertor in convertors.items()}
+        samples.append(_FIELD.sub(lambda field, fill=fill: fill.get(field[1], field[0]), path_format))
+    return tuple(samples)
 
 
 def _prefix(source: object, regex: re.Pattern[str] | None) -> tuple[list[str | None], bool]:

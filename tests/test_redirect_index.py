@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Match, Route
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message
 
 from starlette_mw import Redirect, RedirectMiddleware
 from starlette_mw._redirect_index import PathIndex, PathRule
@@ -105,3 +107,38 @@ def test_a_source_matches_what_its_route_receives(source: str, data: st.DataObje
     response = client.request(method, quote(path, safe="/"), follow_redirects=False)
     event("routed" if routed else "not routed")
     assert (response.status_code != 200) == routed, (source, path, response.status_code)
+
+
+BRACED = ["{a}", "{b:int}", "{c:path}", "{1}", "{?q}", "{", "}", "{}", "{a-b}", "{x:nope}", "x", "/"]
+
+
+@given(pieces=st.lists(st.sampled_from(BRACED) | st.text(alphabet="{}/ax1?:", max_size=3), min_size=1, max_size=4))
+def test_a_source_with_braces_is_refused_with_a_sentence_or_matches_as_its_route(pieces: list[str]) -> None:
+    source = "/" + "".join(pieces)
+    try:
+        middleware = RedirectMiddleware(PlainTextResponse("app"), rules=[Redirect(source, "/moved")])
+    except ValueError as error:  # a sentence that names the rule, never an IndexError or KeyError
+        assert str(error).startswith("Redirect rule 0: "), error
+        return
+    route = Route(source, PlainTextResponse)
+    # Braces that are no parameter ('{1}', '{?q}') are literal text to the route: that path.
+    literal = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}", "7", source)
+    routed = route.matches({"type": "http", "path": literal, "root_path": "", "method": "GET"})[0] is Match.FULL
+    assert (status_of(middleware, literal) == 301) == routed, (source, literal)
+
+
+def status_of(app: ASGIApp, path: str) -> int:
+    """The status of a GET for `path` (as the server decoded it), sent to the app in process."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": [],
+             "scheme": "https", "http_version": "1.1"}  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    asyncio.run(app(scope, receive, send))
+    return statuses[0]
