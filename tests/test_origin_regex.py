@@ -234,3 +234,17 @@ def test_an_origin_costs_its_length_whatever_repeats_the_pattern_nests() -> None
         subprocess.run([sys.executable, "-c", script, json.dumps(cases), json.dumps(sys.path)], check=True, timeout=40)
     except subprocess.TimeoutExpired:
         pytest.fail("an Origin against a pattern with nested repeats did not get an answer: the regex backtracks")
+
+
+@given(
+    comment=st.text(alphabet="# abc|$^()", max_size=12).map(lambda text: "#" + text),
+    spaces=st.sampled_from(["", " ", "  ", "\t"]),
+)
+def test_a_verbose_pattern_ending_in_a_comment_keeps_the_subdomain_wildcards(comment: str, spaces: str) -> None:
+    # The wildcard reaches Starlette as an alternative joined after the pattern, which a comment
+    # of the pattern's last line must not swallow.
+    pattern = rf"(?x) ^https:// app \.example\.com $ {spaces}{comment}"
+    middleware = CORSMiddleware(_ok, allow_origins=["https://*.example.org"], allow_origin_regex=pattern)
+    assert allowed(middleware, "https://app.example.com", preflight=False)
+    assert allowed(middleware, "https://a.b.example.org", preflight=True)
+    assert not allowed(middleware, "https://example.org", preflight=False)
