@@ -20,9 +20,11 @@ a Location that resolves to the request's own URL is not sent (see `_redirect_ur
 are resolved as a browser resolves them ('.', '..' and '%2e' segments, escapes), and a redirect to
 the request itself ends the chain, since the request then goes on to the app. It starts with no
 query at all, and from each sample path of each rule that uses a query parameter with each of
-`HOSTILE_VALUES` (empty, '/', '?', an escaped '&', '%', dot segments plain and escaped, '+') and
+`HOSTILE_VALUES` (empty, '/', '?', an escaped '&', '%', dot segments plain and escaped, '+'),
 with each value that makes one of its target's paths a path of the rules (for '/{?to}' and a rule
-for '/back', 'back'), in every parameter at once and in each alone. It starts only from paths a
+for '/back', 'back') or that a rule's captured group would need to make its target one (a value
+another rule's parameter may take and hand back: for '/x/{v}' -> '/{v}?to={v}', 'go' makes '/go'),
+in every parameter at once and in each alone. It starts only from paths a
 rule using a query parameter redirects, or from which the redirects lead there: other redirects do
 not depend on the query, so a loop elsewhere shows in the first run.
 
@@ -100,7 +102,8 @@ def check_loops(table: RuleTable) -> None:
     if not users:
         return  # no value of the query reaches a Location: the run above covered every path
     leading = _leading_to({rule.index for rule in users}, steps)
-    values = sorted(set(HOSTILE_VALUES) | _solutions(users, leading))
+    handed_back = _solutions(table.path_rules, leading, groups=True)
+    values = sorted(set(HOSTILE_VALUES) | _solutions(users, leading) | handed_back)
     hostile = [(path, b"") for path in sorted(leading)]
     for rule in users:
         params = sorted(rule.template.params) if rule.template is not None else []
@@ -143,18 +146,25 @@ def _query(params: dict[str, str]) -> bytes:
     return "&".join(f"{quote(name, safe='')}={value}" for name, value in params.items()).encode("ascii")
 
 
-def _solutions(rules: Iterable[PathRule], paths: Iterable[str]) -> set[str]:
+def _solutions(rules: Iterable[PathRule], paths: Iterable[str], *, groups: bool = False) -> set[str]:
     """Values of a query parameter that make a target's path one of `paths` (the rules' sources and
-    targets), each as a client would send it: for '/{?to}' and '/go', 'go'."""
+    targets), each as a client would send it: for '/{?to}' and '/go', 'go'. With `groups`, values
+    of a captured group instead, which a query value may have reached through a path: for
+    '/x/{v}' -> '/{v}?to={v}' and '/go', 'go' (so '/go' -> '/x/{?to}' is tried with to=go)."""
     wanted = sorted(paths)
     found: set[str] = set()
     for rule in rules:
         template = rule.template
         if template is None:
             continue
-        for name in template.params:
-            params = {other: "x" for other in template.params} | {name: _MARKER}
-            rendered = template.render(dict.fromkeys(template.groups, GROUP_SAMPLES[0]), params) or ""
+        for name in sorted(template.groups if groups else template.params):
+            captured = dict.fromkeys(template.groups, GROUP_SAMPLES[0])
+            params = dict.fromkeys(template.params, "x")
+            if groups:
+                captured[name] = _MARKER
+            else:
+                params[name] = _MARKER
+            rendered = template.render(captured, params) or ""
             path = resolved_path(urlsplit(rendered).path)
             before, marker, after = path.partition(_MARKER)
             if not marker:
