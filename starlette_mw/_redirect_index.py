@@ -12,6 +12,7 @@ regexes under '/blog/' cost a '/blog/...' request 10,000 tries.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -259,8 +260,12 @@ def _samples(source: object) -> tuple[str, ...]:
     samples = []
     for values in _SAMPLES:
         fill = {name: values.get(type(convertor).__name__, "x") for name, convertor in convertors.items()}
-        samples.append(_FIELD.sub(lambda field, fill=fill: fill.get(field[1], field[0]), path_format))
+        samples.append(_FIELD.sub(functools.partial(_fill, fill), path_format))
     return tuple(samples)
+
+
+def _fill(values: dict[str, str], field: re.Match[str]) -> str:
+    return values.get(field[1], field[0])
 
 
 def _prefix(source: object, regex: re.Pattern[str] | None) -> tuple[list[str | None], bool]:

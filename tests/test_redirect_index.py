@@ -140,5 +140,8 @@ def status_of(app: ASGIApp, path: str) -> int:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    asyncio.run(app(scope, receive, send))
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(run())
     return statuses[0]
