@@ -55,6 +55,9 @@ class Redirect:
         Redirect.host("www.example.com", "example.com")           # path and query kept
         Redirect.scheme("https", port=8443)                       # http to https
 
+    A source matches what `Route(source)` receives: the whole path, or all of it but a final
+    newline, which the route's `$` lets through (a regex alike).
+
     A target is a path (`/new`, sent as a relative Location) or an absolute http(s) URL, which then
     names the only host it may send clients to. `{name}` / `{1}` put a captured value into the
     target, `{?name}` a query parameter of the request (without `=default`, a request lacking it
