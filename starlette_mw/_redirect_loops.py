@@ -39,6 +39,7 @@ up (browsers stop after 20 redirects); the middleware never spins, as each hop i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TypeAlias
 from urllib.parse import quote, urlsplit
@@ -56,6 +57,7 @@ HOSTILE_VALUES = (
     "", "x", "/", "//", "?", "x?y", "%26", "%", "%25", ".", "..", "%2e", "%2E%2e",
     "./", "../", "/..", "x/..", "x/%2e%2e", "%2F", "+", "%2B",
 )  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Stands for a parameter's value while the loop check works out which value gives a wanted path.
 _MARKER = "zqmarkerqz"
 # Characters a value keeps as sent in a query string; '&', '+', '#' and '%' itself are escaped.
@@ -215,7 +217,9 @@ def _follow(
 
 def _message(table: RuleTable, states: list[State], hops: list[Decision], *, looped: bool, queries: bool) -> str:
     def show(state: State) -> str:
-        where = f"{state[0]}://{state[1]}{state[2]}" if table.has_origin_rules else state[2]
+        # A control character (a final newline a source now matches) shown as the client sends it.
+        path = _CONTROL.sub(lambda char: f"%{ord(char[0]):02X}", state[2])
+        where = f"{state[0]}://{state[1]}{path}" if table.has_origin_rules else path
         if queries and state[4]:
             where += "?" + state[4].decode("ascii")
         return where if state[3] == "GET" else f"{state[3]} {where}"

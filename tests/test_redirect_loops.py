@@ -33,6 +33,8 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
         ([Redirect(re.compile(r"/u/.*"), "/u/me")], {}, "redirect in a loop: /u/me -> (rule 0) /u/me"),
         ([Redirect(re.compile(r"/a/(\d+)"), "/a/{1}")], {}, "/a/1 -> (rule 0) /a/1"),
         ([Redirect("/search", "/search?q={?q}")], {}, "/search -> (rule 0) /search"),
+        # '/b%0A' is '/b' to the route, so to the rule too; the message shows it as sent.
+        ([Redirect("/a", "/b%0A"), Redirect("/b", "/a")], {}, "loop: /a -> (rule 0) /b%0A -> (rule 1) /a;"),
         ([Redirect("/a/", "/a")], {"trailing_slash": "append"}, "/a -> (trailing_slash='append', then rule 0) /a;"),
         (
             [Redirect("/a", "/a/")],
