@@ -266,8 +266,11 @@ class CORSPolicy:
             options["allow_origins"] = tuple(
                 origin for origin in self.allow_origins if origin == "*" or "*" not in origin
             )
+            joined = "|".join(patterns)
             if self.allow_origin_regex is not None:
                 # '|' binds loosest, so fullmatch of "A|B" is fullmatch of A or of B, with A's flags as they were.
-                patterns.insert(0, self.allow_origin_regex)
-            options["allow_origin_regex"] = "|".join(patterns)
+                # Under (?x) a '#' in A comments out the rest of its line: B goes on the next.
+                verbose = re.compile(self.allow_origin_regex).flags & re.VERBOSE
+                joined = self.allow_origin_regex + ("\n|" if verbose else "|") + joined
+            options["allow_origin_regex"] = joined
         return options

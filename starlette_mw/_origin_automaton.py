@@ -28,6 +28,9 @@ _compiler: Any = importlib.import_module("re._compiler")
 
 _MAX_STATES = 6000  # more parts than this: a pattern better written as a list of origins
 _MAX_COUNT = 255  # a host name has at most 253 characters
+# Steps of `fullmatches` remembered (a lazily built DFA): enough for every origin of a site, bounded
+# so that a client sending new origins cannot grow it without end.
+_MAX_STEPS_KEPT = 4096
 
 
 class Undecidable(Exception):
@@ -204,6 +207,29 @@ class Automaton:
             for char, after, literal in self.moves[state]:
                 self.back_moves.setdefault(after, []).append((char, state, literal))
         self.live = self._backward_closure(self.accepting, literal=False, moves=True)
+        self._first = frozenset(self._forward({self.start})) if self.start in self.live else frozenset()
+        self._steps: dict[tuple[frozenset[State], str], frozenset[State]] = {}
+
+    def fullmatches(self, origin: str) -> bool:
+        """Whether the pattern fullmatches `origin`, a string of the origin grammar (anything else: False).
+
+        In one pass over `origin`, carrying the set of states it may be in: no backtracking, so no
+        pattern such as '(a+)+' makes a client's Origin cost more than its length (`re` would take
+        time exponential in it, with the event loop blocked meanwhile).
+        """
+        current = self._first
+        for char in origin:
+            key = (current, char)
+            after = self._steps.get(key)
+            if after is None:
+                reached = {s for at in current for c, s, _ in self.moves[at] if c == char and s in self.live}
+                after = frozenset(self._forward(reached))
+                if len(self._steps) < _MAX_STEPS_KEPT:
+                    self._steps[key] = after
+            if not after:
+                return False
+            current = after
+        return not self.accepting.isdisjoint(current)
 
     def _backward_closure(self, states: Iterable[State], *, literal: bool, moves: bool) -> set[State]:
         seen = set(states)

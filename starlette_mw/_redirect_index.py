@@ -12,6 +12,7 @@ regexes under '/blog/' cost a '/blog/...' request 10,000 tries.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -28,9 +29,12 @@ from starlette_mw._redirect_rules import (
     compile_source,
     query_params,
 )
+from starlette_mw.paths import route_fullmatch
 
 # A one-segment parameter of a Starlette path: a wildcard edge of the trie unless it is ':path'.
 _PARAMETER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?::(?P<convertor>[A-Za-z_][A-Za-z0-9_]*))?\}")
+# A parameter's place in the path format Starlette's compile_path returns.
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Characters that stand for themselves in a regex and in a path segment.
 _REGEX_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # After a '/', these make it optional, repeated or one branch of several: the segment before it
@@ -116,7 +120,7 @@ class PathRule:
             return None
         groups: dict[str, str] = {}
         if self.regex is not None:
-            found = self.regex.fullmatch(path)
+            found = route_fullmatch(self.regex, path)
             if found is None:
                 return None
             groups = {str(number): value or "" for number, value in enumerate(found.groups(), 1)}
@@ -195,14 +199,21 @@ class PathIndex:
     def find(self, path: str, method: str, query_string: bytes) -> tuple[PathRule, dict[str, str]] | None:
         """The first path rule that matches, with its captured groups."""
         best: tuple[PathRule, dict[str, str]] | None = None
-        for rule in self.exact.get(path, ()):
-            groups = rule.match(path, method, query_string)
-            if groups is not None:
-                best = rule, groups
-                break
+        # As a route: '/old' is also '/old' followed by a final newline, which the route's '$' lets
+        # through (paths.route_fullmatch), so a rule cannot be stepped around with '%0A'.
+        bare = path[:-1] if path[-1:] == "\n" else None
+        for exact in (path, bare) if bare is not None else (path,):
+            for rule in self.exact.get(exact, ()):
+                groups = rule.match(exact, method, query_string)
+                if groups is not None:
+                    if best is None or rule.index < best[0].index:
+                        best = rule, groups
+                    break
         if not self.has_trie:
             return best
         found = self.candidates(path)
+        if bare is not None:
+            found = list(dict.fromkeys(found + self.candidates(bare)))
         if len(found) > 1:
             found.sort(key=_by_index)
         for rule in found:
@@ -244,10 +255,17 @@ def _samples(source: object) -> tuple[str, ...]:
     if "{" not in source:
         return (source,)
     _, path_format, convertors = compile_path(source)
-    return tuple(
-        path_format.format(**{name: values.get(type(c).__name__, "x") for name, c in convertors.items()})
-        for values in _SAMPLES
-    )
+    # Not str.format: braces that are no parameter ('/{1}', '/{?q}') stay in the format as literal
+    # text, which the route matches as it is.
+    samples = []
+    for values in _SAMPLES:
+        fill = {name: values.get(type(convertor).__name__, "x") for name, convertor in convertors.items()}
+        samples.append(_FIELD.sub(functools.partial(_fill, fill), path_format))
+    return tuple(samples)
+
+
+def _fill(values: dict[str, str], field: re.Match[str]) -> str:
+    return values.get(field[1], field[0])
 
 
 def _prefix(source: object, regex: re.Pattern[str] | None) -> tuple[list[str | None], bool]:

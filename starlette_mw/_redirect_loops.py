@@ -20,9 +20,11 @@ a Location that resolves to the request's own URL is not sent (see `_redirect_ur
 are resolved as a browser resolves them ('.', '..' and '%2e' segments, escapes), and a redirect to
 the request itself ends the chain, since the request then goes on to the app. It starts with no
 query at all, and from each sample path of each rule that uses a query parameter with each of
-`HOSTILE_VALUES` (empty, '/', '?', an escaped '&', '%', dot segments plain and escaped, '+') and
+`HOSTILE_VALUES` (empty, '/', '?', an escaped '&', '%', dot segments plain and escaped, '+'),
 with each value that makes one of its target's paths a path of the rules (for '/{?to}' and a rule
-for '/back', 'back'), in every parameter at once and in each alone. It starts only from paths a
+for '/back', 'back') or that a rule's captured group would need to make its target one (a value
+another rule's parameter may take and hand back: for '/x/{v}' -> '/{v}?to={v}', 'go' makes '/go'),
+in every parameter at once and in each alone. It starts only from paths a
 rule using a query parameter redirects, or from which the redirects lead there: other redirects do
 not depend on the query, so a loop elsewhere shows in the first run.
 
@@ -37,6 +39,7 @@ up (browsers stop after 20 redirects); the middleware never spins, as each hop i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TypeAlias
 from urllib.parse import quote, urlsplit
@@ -54,6 +57,7 @@ HOSTILE_VALUES = (
     "", "x", "/", "//", "?", "x?y", "%26", "%", "%25", ".", "..", "%2e", "%2E%2e",
     "./", "../", "/..", "x/..", "x/%2e%2e", "%2F", "+", "%2B",
 )  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Stands for a parameter's value while the loop check works out which value gives a wanted path.
 _MARKER = "zqmarkerqz"
 # Characters a value keeps as sent in a query string; '&', '+', '#' and '%' itself are escaped.
@@ -100,7 +104,8 @@ def check_loops(table: RuleTable) -> None:
     if not users:
         return  # no value of the query reaches a Location: the run above covered every path
     leading = _leading_to({rule.index for rule in users}, steps)
-    values = sorted(set(HOSTILE_VALUES) | _solutions(users, leading))
+    handed_back = _solutions(table.path_rules, leading, groups=True)
+    values = sorted(set(HOSTILE_VALUES) | _solutions(users, leading) | handed_back)
     hostile = [(path, b"") for path in sorted(leading)]
     for rule in users:
         params = sorted(rule.template.params) if rule.template is not None else []
@@ -143,18 +148,25 @@ def _query(params: dict[str, str]) -> bytes:
     return "&".join(f"{quote(name, safe='')}={value}" for name, value in params.items()).encode("ascii")
 
 
-def _solutions(rules: Iterable[PathRule], paths: Iterable[str]) -> set[str]:
+def _solutions(rules: Iterable[PathRule], paths: Iterable[str], *, groups: bool = False) -> set[str]:
     """Values of a query parameter that make a target's path one of `paths` (the rules' sources and
-    targets), each as a client would send it: for '/{?to}' and '/go', 'go'."""
+    targets), each as a client would send it: for '/{?to}' and '/go', 'go'. With `groups`, values
+    of a captured group instead, which a query value may have reached through a path: for
+    '/x/{v}' -> '/{v}?to={v}' and '/go', 'go' (so '/go' -> '/x/{?to}' is tried with to=go)."""
     wanted = sorted(paths)
     found: set[str] = set()
     for rule in rules:
         template = rule.template
         if template is None:
             continue
-        for name in template.params:
-            params = {other: "x" for other in template.params} | {name: _MARKER}
-            rendered = template.render(dict.fromkeys(template.groups, GROUP_SAMPLES[0]), params) or ""
+        for name in sorted(template.groups if groups else template.params):
+            captured = dict.fromkeys(template.groups, GROUP_SAMPLES[0])
+            params = dict.fromkeys(template.params, "x")
+            if groups:
+                captured[name] = _MARKER
+            else:
+                params[name] = _MARKER
+            rendered = template.render(captured, params) or ""
             path = resolved_path(urlsplit(rendered).path)
             before, marker, after = path.partition(_MARKER)
             if not marker:
@@ -205,7 +217,9 @@ def _follow(
 
 def _message(table: RuleTable, states: list[State], hops: list[Decision], *, looped: bool, queries: bool) -> str:
     def show(state: State) -> str:
-        where = f"{state[0]}://{state[1]}{state[2]}" if table.has_origin_rules else state[2]
+        # A control character (a final newline a source now matches) shown as the client sends it.
+        path = _CONTROL.sub(lambda char: f"%{ord(char[0]):02X}", state[2])
+        where = f"{state[0]}://{state[1]}{path}" if table.has_origin_rules else path
         if queries and state[4]:
             where += "?" + state[4].decode("ascii")
         return where if state[3] == "GET" else f"{state[3]} {where}"

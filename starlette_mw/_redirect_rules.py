@@ -55,6 +55,9 @@ class Redirect:
         Redirect.host("www.example.com", "example.com")           # path and query kept
         Redirect.scheme("https", port=8443)                       # http to https
 
+    A source matches what `Route(source)` receives: the whole path, or all of it but a final
+    newline, which the route's `$` lets through (a regex alike).
+
     A target is a path (`/new`, sent as a relative Location) or an absolute http(s) URL, which then
     names the only host it may send clients to. `{name}` / `{1}` put a captured value into the
     target, `{?name}` a query parameter of the request (without `=default`, a request lacking it
@@ -282,7 +285,8 @@ def compile_source(source: object, where: str) -> tuple[str | None, re.Pattern[s
             f"{where}: source {source!r} is not a valid Starlette path ({exc}); name each parameter once "
             "and use a known convertor, as in '/users/{id:int}'."
         ) from None
-    # fullmatch rather than Starlette's '^...$', whose '$' would also match before a final newline.
+    # Without '^...$': a rule matches through paths.route_fullmatch, as the route does (its '$'
+    # lets a final newline through, so '/old' is also '/old%0A').
     body = regex.pattern.removeprefix("^").removesuffix("$")
     return None, re.compile(body), frozenset(convertors)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from typing import TypeAlias, Unpack
+from typing import Any, TypeAlias, Unpack
 
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +19,8 @@ from starlette_mw._cors_policy import CORSOptions, CORSPolicy, check_options
 from starlette_mw._cors_timing import merge_vary
 from starlette_mw._metrics import SCOPE_KEY as METRICS_KEY
 from starlette_mw._metrics import RequestMetrics
+from starlette_mw._origin_automaton import Automaton, build
+from starlette_mw._origins import MAX_ORIGIN_LENGTH
 from starlette_mw._plain import PlainMiddleware
 from starlette_mw.errors import response_started, wrap_error_response
 from starlette_mw.paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
@@ -32,6 +34,29 @@ Edit: TypeAlias = tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...], bytes
 _NO_EDIT: Edit = (frozenset(), (), None)
 
 
+class _StarletteCORS(StarletteCORSMiddleware):
+    r"""Starlette's `CORSMiddleware`, with `allow_origin_regex` decided on the automaton that the
+    construction-time check reads, in time linear in the Origin, rather than by `re`.
+
+    `re` backtracks: an accepted pattern such as r'^https://(a+)+\.example\.com$' takes time
+    exponential in the length of an Origin such as 'https://aaa…a', on the event loop, so one
+    request of a few dozen characters would stall the server (issue 15's follow-up). The two agree on
+    every origin a browser can send (tests/test_properties.py holds them to it); a value that is
+    not one (upper case, a path, over 300 characters) is not allowed by the pattern.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(app, **options)
+        pattern: str | None = options.get("allow_origin_regex")
+        self.origin_automaton: Automaton | None = None if pattern is None else build(pattern)
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        if self.allow_all_origins or origin in self.allow_origins:
+            return True
+        automaton = self.origin_automaton
+        return automaton is not None and len(origin) <= MAX_ORIGIN_LENGTH and automaton.fullmatches(origin)
+
+
 class _Policy:
     """One Starlette `CORSMiddleware`, and its answer to a request that is not a preflight.
 
@@ -43,7 +68,7 @@ class _Policy:
 
     __slots__ = ("cors", "explicit", "named", "simple", "simple_names", "with_origin")
 
-    def __init__(self, cors: StarletteCORSMiddleware) -> None:
+    def __init__(self, cors: _StarletteCORS) -> None:
         self.cors = cors
         self.simple = tuple(
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in cors.simple_headers.items()
@@ -176,7 +201,7 @@ class CORSMiddleware(PlainMiddleware):
         self._routes: tuple[tuple[tuple[Matcher, ...], _Policy], ...] = ()
         if policies is None:
             self.policy = CORSPolicy(**options) if preset is None else CORSPolicy.from_preset(preset, **options)
-            self._policy = _Policy(StarletteCORSMiddleware(app, **self.policy.options()))
+            self._policy = _Policy(_StarletteCORS(app, **self.policy.options()))
             return
         if preset is not None or options:
             given = ", ".join(["preset", *options] if preset is not None else options)
@@ -199,7 +224,7 @@ class CORSMiddleware(PlainMiddleware):
             matchers = compile_patterns(pattern, "policies")
             if matchers is None:
                 raise TypeError(f"policies key {pattern!r} is not a path pattern; use one such as '/api/*'.")
-            routes.append((matchers, _Policy(StarletteCORSMiddleware(app, **policy.options()))))
+            routes.append((matchers, _Policy(_StarletteCORS(app, **policy.options()))))
         self.policies = dict(policies)
         self._routes = tuple(routes)
 

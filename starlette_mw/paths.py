@@ -11,7 +11,15 @@ from starlette.types import Scope
 
 from starlette_mw._starlette_routing import route_path
 
-__all__ = ["Matcher", "PathFilter", "PathPattern", "PathPatterns", "compile_patterns", "route_path"]
+__all__ = [
+    "Matcher",
+    "PathFilter",
+    "PathPattern",
+    "PathPatterns",
+    "compile_patterns",
+    "route_fullmatch",
+    "route_path",
+]
 
 PathPattern: TypeAlias = "str | re.Pattern[str]"
 PathPatterns: TypeAlias = "PathPattern | Sequence[PathPattern] | None"
@@ -23,12 +31,17 @@ def _match_all(path: str) -> bool:
     return True
 
 
+def route_fullmatch(regex: re.Pattern[str], path: str) -> re.Match[str] | None:
+    """`regex` over the whole path as a route's regex ('^...$' through re.match) matches it: all of
+    it, or all of it but a final newline, which '$' lets through. Not by wrapping the regex in
+    '^...$', which would break its inline flags; `endpos` leaves the newline out as if the path
+    ended before it. RedirectMiddleware's sources match through this too."""
+    return regex.fullmatch(path) or (regex.fullmatch(path, 0, len(path) - 1) if path[-1:] == "\n" else None)
+
+
 def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
-    # As a route's regex ('^...$' through re.match) matches: the whole path, or all of it but a
-    # final newline, which '$' lets through. Not by wrapping the regex in '^...$', which would
-    # break its inline flags; `endpos` leaves the newline out as if the path ended before it.
     def matches(path: str) -> bool:
-        return bool(regex.fullmatch(path) or (path[-1:] == "\n" and regex.fullmatch(path, 0, len(path) - 1)))
+        return route_fullmatch(regex, path) is not None
 
     return matches
 

@@ -10,14 +10,21 @@ matched by the regex and belongs to another registrable domain.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
+from starlette.types import Message, Receive, Scope, Send
 
-from starlette_mw import CORSPolicy
+from starlette_mw import CORSMiddleware, CORSPolicy
 from starlette_mw._origins import is_origin
 
 PSL = PublicSuffixList()
@@ -142,3 +149,102 @@ def test_a_subdomain_wildcard_is_refused_exactly_over_a_public_suffix(domain: st
     except ValueError as error:
         message = str(error)
     assert (message is not None) == public, message
+
+
+# -- Deciding a request's Origin: as `re` does, without its backtracking --------------------------------
+
+
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def allowed(middleware: CORSMiddleware, origin: str, *, preflight: bool) -> bool:
+    """Whether the middleware's answer to a request (or preflight) from `origin` allows it."""
+    messages: list[Message] = []
+    headers = [(b"origin", origin.encode("latin-1"))]
+    if preflight:
+        headers.append((b"access-control-request-method", b"GET"))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "method": "OPTIONS" if preflight else "GET", "path": "/", "root_path": "",
+             "query_string": b"", "headers": headers, "scheme": "https"}  # fmt: skip
+    asyncio.run(middleware(scope, receive, send))
+    return (b"access-control-allow-origin", origin.encode("latin-1")) in messages[0]["headers"]
+
+
+def near_misses(origin: str) -> st.SearchStrategy[str]:
+    """`origin` with a character dropped, doubled or changed: strings on either side of the pattern."""
+    return st.tuples(st.integers(0, max(len(origin) - 1, 0)), st.sampled_from(["", "a", "-", ".", "1", ":", "A"])).map(
+        lambda change: origin[: change[0]] + change[1] + origin[change[0] + (change[1] != "a") :]
+    )
+
+
+@given(pattern=patterns(), data=st.data(), preflight=st.booleans())
+def test_the_middleware_allows_exactly_the_origins_the_pattern_fullmatches(
+    pattern: Pattern, data: st.DataObject, preflight: bool
+) -> None:
+    regex = re.compile(pattern.regex)
+    matched = data.draw(st.lists(st.from_regex(regex, fullmatch=True), min_size=1, max_size=4), label="origins")
+    origins = matched + [data.draw(near_misses(origin), label="near miss") for origin in matched]
+    try:
+        middleware = CORSMiddleware(_ok, allow_origin_regex=pattern.regex)
+    except ValueError:
+        event("refused")
+        return
+    for origin in origins:
+        if not origin.isascii() or "\n" in origin:
+            continue  # not a header value a server passes on
+        expected = is_origin(origin) and regex.fullmatch(origin) is not None
+        event("allowed" if expected else "not allowed")
+        assert allowed(middleware, origin, preflight=preflight) == expected, (pattern.regex, origin)
+
+
+# Repeats inside repeats, which `re` answers by trying every way to split the text between them.
+NESTED = ["(a+)+", "(a|a)*", "(a|aa)+", "([a-z]+)*", "(a+a+)+", "([a-z0-9-]+-?)+", r"([a-z0-9]+\.?)+"]
+
+
+def test_an_origin_costs_its_length_whatever_repeats_the_pattern_nests() -> None:
+    # In a child process: a regex that backtracks holds the interpreter, so only a process can be
+    # given up on. Under `re`, each request here would take longer than the universe's age.
+    cases = [
+        (rf"^https://{nested}\.example\.com$", "https://" + "a" * size + tail)
+        for nested in NESTED
+        for size in (40, 290)
+        for tail in ("", "!", ".example.co", "-")
+    ]
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.path[:0] = json.loads(sys.argv[2])
+        from tests.test_origin_regex import CORSMiddleware, _ok, allowed
+        for pattern, origin in json.loads(sys.argv[1]):
+            middleware = CORSMiddleware(_ok, allow_origin_regex=pattern)
+            assert not allowed(middleware, origin, preflight=False)
+            assert not allowed(middleware, origin, preflight=True)
+            assert allowed(middleware, "https://aaa.example.com", preflight=True), pattern
+        """
+    )
+    try:
+        subprocess.run([sys.executable, "-c", script, json.dumps(cases), json.dumps(sys.path)], check=True, timeout=40)
+    except subprocess.TimeoutExpired:
+        pytest.fail("an Origin against a pattern with nested repeats did not get an answer: the regex backtracks")
+
+
+@given(
+    comment=st.text(alphabet="# abc|$^()", max_size=12).map(lambda text: "#" + text),
+    spaces=st.sampled_from(["", " ", "  ", "\t"]),
+)
+def test_a_verbose_pattern_ending_in_a_comment_keeps_the_subdomain_wildcards(comment: str, spaces: str) -> None:
+    # The wildcard reaches Starlette as an alternative joined after the pattern, which a comment
+    # of the pattern's last line must not swallow.
+    pattern = rf"(?x) ^https:// app \.example\.com $ {spaces}{comment}"
+    middleware = CORSMiddleware(_ok, allow_origins=["https://*.example.org"], allow_origin_regex=pattern)
+    assert allowed(middleware, "https://app.example.com", preflight=False)
+    assert allowed(middleware, "https://a.b.example.org", preflight=True)
+    assert not allowed(middleware, "https://example.org", preflight=False)

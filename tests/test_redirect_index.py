@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from urllib.parse import quote
 
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Match, Route
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Message
 
 from starlette_mw import Redirect, RedirectMiddleware
 from starlette_mw._redirect_index import PathIndex, PathRule
@@ -67,3 +75,73 @@ def test_empty_segments_do_not_meet_one_segment_parameters() -> None:
     assert first(found, "/a/") is None
     assert first(found, "/a//b") is None
     assert first(found, "/a/x/b") == 1
+
+
+# -- Sources match what the route of the same path receives --------------------------------------------
+
+SOURCES = ["/old", "/blog/{slug}", "/files/{rest:path}", "/items/{id:int}", "/a/{x}/b", "/v{n:int}/doc"]
+PATH_PIECES = ["old", "blog", "files", "items", "a", "b", "v2", "doc", "x", "12", "", "\n", "%", "é", " ", "\t"]
+
+
+@st.composite
+def paths_near(draw: st.DrawFn, source: str) -> str:
+    """A path the source's route may receive: its parameters filled with generated segments, or other
+    segments, then a final newline or other text, or not."""
+    if draw(st.booleans()):
+        path = re.sub(r"\{[^}]*\}", lambda _: draw(st.sampled_from(PATH_PIECES) | st.text(max_size=3)), source)
+    else:
+        path = "/" + "/".join(draw(st.lists(st.sampled_from(PATH_PIECES) | st.text(max_size=2), max_size=4)))
+    return path + draw(st.sampled_from(["", "", "\n", "/", "\n\n", "x", "\r"]))
+
+
+@given(source=st.sampled_from(SOURCES), data=st.data(), method=st.sampled_from(["GET", "POST", "DELETE"]))
+def test_a_source_matches_what_its_route_receives(source: str, data: st.DataObject, method: str) -> None:
+    path = data.draw(paths_near(source), label="path")
+    route = Route(source, PlainTextResponse, methods=[method])
+    routed = route.matches({"type": "http", "path": path, "root_path": "", "method": method})[0] is Match.FULL
+    # A retired path too: a 410 that '%0A' stepped around would leave the route reachable.
+    rule = Redirect(source, status=410) if "{" not in source else Redirect(source, "/moved")
+    middleware = RedirectMiddleware(PlainTextResponse("app"), rules=[rule])
+    client = TestClient(middleware, base_url="https://example.com")
+    # TestClient percent-encodes the path as a client does; the server decodes it back to `path`.
+    response = client.request(method, quote(path, safe="/"), follow_redirects=False)
+    event("routed" if routed else "not routed")
+    assert (response.status_code != 200) == routed, (source, path, response.status_code)
+
+
+BRACED = ["{a}", "{b:int}", "{c:path}", "{1}", "{?q}", "{", "}", "{}", "{a-b}", "{x:nope}", "x", "/"]
+
+
+@given(pieces=st.lists(st.sampled_from(BRACED) | st.text(alphabet="{}/ax1?:", max_size=3), min_size=1, max_size=4))
+def test_a_source_with_braces_is_refused_with_a_sentence_or_matches_as_its_route(pieces: list[str]) -> None:
+    source = "/" + "".join(pieces)
+    try:
+        middleware = RedirectMiddleware(PlainTextResponse("app"), rules=[Redirect(source, "/moved")])
+    except ValueError as error:  # a sentence that names the rule, never an IndexError or KeyError
+        assert str(error).startswith("Redirect rule 0: "), error
+        return
+    route = Route(source, PlainTextResponse)
+    # Braces that are no parameter ('{1}', '{?q}') are literal text to the route: that path.
+    literal = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}", "7", source)
+    routed = route.matches({"type": "http", "path": literal, "root_path": "", "method": "GET"})[0] is Match.FULL
+    assert (status_of(middleware, literal) == 301) == routed, (source, literal)
+
+
+def status_of(app: ASGIApp, path: str) -> int:
+    """The status of a GET for `path` (as the server decoded it), sent to the app in process."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": [],
+             "scheme": "https", "http_version": "1.1"}  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    return statuses[0]

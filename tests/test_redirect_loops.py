@@ -6,7 +6,10 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from starlette_mw import Redirect, RedirectMiddleware
 
@@ -30,6 +33,8 @@ def build(*rules: Redirect, **options: Any) -> RedirectMiddleware:
         ([Redirect(re.compile(r"/u/.*"), "/u/me")], {}, "redirect in a loop: /u/me -> (rule 0) /u/me"),
         ([Redirect(re.compile(r"/a/(\d+)"), "/a/{1}")], {}, "/a/1 -> (rule 0) /a/1"),
         ([Redirect("/search", "/search?q={?q}")], {}, "/search -> (rule 0) /search"),
+        # '/b%0A' is '/b' to the route, so to the rule too; the message shows it as sent.
+        ([Redirect("/a", "/b%0A"), Redirect("/b", "/a")], {}, "loop: /a -> (rule 0) /b%0A -> (rule 1) /a;"),
         ([Redirect("/a/", "/a")], {"trailing_slash": "append"}, "/a -> (trailing_slash='append', then rule 0) /a;"),
         (
             [Redirect("/a", "/a/")],
@@ -135,3 +140,44 @@ def test_loops_are_refused(rules: list[Redirect], options: dict[str, Any], messa
 )
 def test_rule_sets_without_loops_are_accepted(rules: list[Redirect], options: dict[str, Any]) -> None:
     build(*rules, **options)
+
+
+# -- A query value that a target puts into a path, which another rule's parameter hands back ----------
+
+SEGMENTS = st.sampled_from(["go", "x", "a-b", "v2", "j%C3%A9"]) | st.from_regex(r"[a-z]{1,4}", fullmatch=True)
+
+
+@given(
+    first=SEGMENTS,
+    middle=SEGMENTS,
+    into=st.sampled_from(["/{middle}/{{?to}}", "/{middle}/{{?to}}/z", "/{middle}/{{?to=home}}"]),
+    back=st.sampled_from(["/{{v}}?to={{v}}", "/{{v}}?k=1&to={{v}}"]),
+    tail=st.sampled_from(["", "/z"]),
+)
+def test_a_loop_through_a_query_value_and_a_path_parameter_is_refused(
+    first: str, middle: str, into: str, back: str, tail: str
+) -> None:
+    # '/go' puts ?to= into '/x/<to>'; '/x/{v}' sends v back as the path and as ?to=: with to=go, the
+    # client goes round /go?to=go -> /x/go -> /go?to=go.
+    rules = [
+        Redirect(f"/{first}", into.format(middle=middle), query="drop"),
+        Redirect(f"/{middle}/{{v}}{tail}", back.format(), query="drop"),
+    ]
+    try:
+        middleware = build(*rules)
+    except ValueError as error:
+        assert "Redirect rule" in str(error), error
+        event("refused")
+        return
+    event("accepted")
+    client = TestClient(middleware, base_url="https://example.com")
+    for start in (f"/{first}?to={first}", f"/{first}?to={first}/z", f"/{middle}/{first}"):
+        url, visited = start, set()
+        while url not in visited:
+            visited.add(url)
+            response = client.get(url, follow_redirects=False)
+            if "location" not in response.headers:
+                break
+            url = response.headers["location"]
+        else:
+            pytest.fail(f"{rules} were accepted, yet {start} leads back to {url}")
