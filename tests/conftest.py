@@ -29,7 +29,7 @@ settings.load_profile("default")
 def engine_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the app's task started eagerly (as on this Python), then the ordinary way:
     the fallback taken where the private names Python 3.11 needs are missing, or a task factory is set."""
-    from starlette_mw import _tasks
+    from starlette_mw._engine import tasks as _tasks
 
     if request.param == "ordinary":
         monkeypatch.setattr(_tasks, "EAGER_START", False)

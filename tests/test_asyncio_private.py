@@ -1,4 +1,4 @@
-"""`starlette_mw/_asyncio_private.py` is the one module that touches private names of asyncio or anyio.
+"""`starlette_mw/_engine/asyncio_private.py` is the one module that touches private names of asyncio or anyio.
 
 The engine's behaviour through its fallback (the ordinary task start) is covered by running
 tests/test_tasks.py and tests/test_tasks_cancellation.py both ways (the `engine_start` fixture).
@@ -18,7 +18,7 @@ import pytest
 import starlette_mw
 
 PACKAGE = Path(starlette_mw.__file__).parent
-ALLOWED = PACKAGE / "_asyncio_private.py"
+ALLOWED = PACKAGE / "_engine" / "asyncio_private.py"
 
 
 def is_private(name: str) -> bool:
@@ -75,7 +75,9 @@ def uses(tree: ast.AST, private: set[str], strings: set[str]) -> Iterator[str]:
 OTHER_OWNERS = frozenset({"_body", "_stream_consumed", "_is_disconnected", "_receive", "_send"})
 
 
-@pytest.mark.parametrize("path", sorted(set(PACKAGE.glob("*.py")) - {ALLOWED}), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "path", sorted(set(PACKAGE.rglob("*.py")) - {ALLOWED}), ids=lambda path: path.relative_to(PACKAGE).as_posix()
+)
 def test_no_private_name_of_asyncio_or_anyio_outside_its_module(path: Path) -> None:
     private = private_names() - OTHER_OWNERS
     found = list(uses(ast.parse(path.read_text(), str(path)), private, module_globals()))

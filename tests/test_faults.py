@@ -41,8 +41,8 @@ from starlette_mw import (
     TimingMiddleware,
     record_timing,
 )
-from starlette_mw._live import LiveServer
 from starlette_mw.testing import server_timing
+from starlette_mw.testing.live import LiveServer
 
 LiveServerFactory = Callable[..., str]
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
 
 from starlette_mw import CORSPolicy
-from starlette_mw._origins import is_origin
+from starlette_mw._http import is_origin
 
 PSL = PublicSuffixList()
 

@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Scope
 
 from starlette_mw import PathFilter
-from starlette_mw.paths import route_path
+from starlette_mw._paths import route_path
 
 
 def http_scope(path: str, root_path: str = "") -> Scope:

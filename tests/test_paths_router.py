@@ -31,6 +31,8 @@ from starlette.types import ASGIApp, Message
 from wire import exchange
 
 import starlette_mw
+import starlette_mw._cors.middleware
+import starlette_mw._paths
 from starlette_mw import CallNext, CORSMiddleware, CORSPolicy, DispatchFunction, PathFilter
 from starlette_mw import _starlette_routing as routing
 
@@ -302,8 +304,8 @@ def test_patterns_match_what_the_router_routes_inside_a_mount() -> None:
 
 def test_the_route_path_fallback_agrees_with_the_router(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without Starlette's private helper, the package's own reading of root_path does the same.
-    monkeypatch.setattr(starlette_mw.paths, "route_path", routing.own_route_path)
-    monkeypatch.setattr(starlette_mw.cors, "route_path", routing.own_route_path)
+    monkeypatch.setattr(starlette_mw._paths, "route_path", routing.own_route_path)
+    monkeypatch.setattr(starlette_mw._cors.middleware, "route_path", routing.own_route_path)
     agrees_with_the_router_under_a_root_path()
     agrees_with_the_router_inside_a_mount()
 

@@ -38,7 +38,7 @@ def test_public_classes_and_functions_have_docstrings() -> None:
 
 
 def test_add_middleware_is_the_router_and_route_registration() -> None:
-    from starlette_mw.routers import add_middleware
+    from starlette_mw._app.routers import add_middleware
 
     assert starlette_mw.add_middleware is add_middleware
     assert "add_middleware" in starlette_mw.__all__

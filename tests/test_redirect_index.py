@@ -8,7 +8,7 @@ import pytest
 from starlette.applications import Starlette
 
 from starlette_mw import Redirect, RedirectMiddleware
-from starlette_mw._redirect_index import PathIndex, PathRule
+from starlette_mw._redirects.index import PathIndex, PathRule
 
 
 def index(*rules: Redirect) -> PathIndex:

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 import starlette_mw
 from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware, describe
-from starlette_mw.tracing import trace
+from starlette_mw.testing.tracing import trace
 
 LiveServer = Callable[[ASGIApp], str]
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The app's task behind `HTTPMiddleware` (`starlette_mw._tasks`): started eagerly on asyncio, a
+"""The app's task behind `HTTPMiddleware` (`starlette_mw._engine.tasks`): started eagerly on asyncio, a
 system task on trio, and `Flag`.
 
 Tests marked "Was a bug" failed against the first version of the eager start and guard its fixes;
@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw import CallNext, HTTPMiddleware
-from starlette_mw._tasks import Flag
+from starlette_mw._engine.tasks import Flag
 
 
 async def serve(app: ASGIApp, spec_version: str = "2.4") -> Peer:

@@ -1,4 +1,4 @@
-"""Cancelling the app's task behind `HTTPMiddleware` (`starlette_mw._tasks`) as a task group would.
+"""Cancelling the app's task behind `HTTPMiddleware` (`starlette_mw._engine.tasks`) as a task group would.
 
 Each test runs against Starlette's `BaseHTTPMiddleware` too, whose task group shows the behaviour
 expected. On asyncio the app has no anyio scope around it (it would cost too much per request),

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw import App, CallNext, TimingMiddleware
 from starlette_mw.testing import preflight
-from starlette_mw.tracing import Trace, trace
+from starlette_mw.testing.tracing import Trace, trace
 
 ORIGIN = "https://app.example.com"
 

@@ -162,7 +162,7 @@ def install(app: Starlette) -> Starlette:
     """
     if not isinstance(app, Starlette):
         raise TypeError(f"install() takes a Starlette or FastAPI app, not {type(app).__name__}.")
-    from starlette_mw.decorator import MiddlewareMixin  # the decorator module imports this one
+    from starlette_mw._app.decorator import MiddlewareMixin  # the decorator module imports this one
 
     if app in _installed or isinstance(app, MiddlewareMixin):
         return app

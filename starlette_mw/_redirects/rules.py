@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from starlette.routing import compile_path
 
-from starlette_mw._origins import ascii_spelling
+from starlette_mw._http import ascii_spelling
 
 Status: TypeAlias = "int | Literal['permanent', 'temporary']"
 QueryMode: TypeAlias = "Literal['keep', 'drop', 'merge']"

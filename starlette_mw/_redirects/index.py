@@ -19,7 +19,7 @@ from operator import attrgetter
 from starlette.convertors import CONVERTOR_TYPES
 from starlette.routing import compile_path
 
-from starlette_mw._redirect_rules import (
+from starlette_mw._redirects.rules import (
     GONE,
     QUERY_MODES,
     Redirect,

@@ -15,8 +15,13 @@ from typing import Any, TypeAlias
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._app.errors import response_started, send_wrapper_failed, wrap_error_response
 from starlette_mw._cors_timing import SERVER_TIMING, merge_vary
-from starlette_mw._metrics import (
+from starlette_mw._engine.http_middleware import is_async
+from starlette_mw._engine.plain import PlainMiddleware
+from starlette_mw._http import check_origin, is_origin
+from starlette_mw._paths import PathPatterns
+from starlette_mw._timing.metrics import (
     SCOPE_KEY,
     RequestMetrics,
     Timer,
@@ -26,11 +31,6 @@ from starlette_mw._metrics import (
     record_timing,
     timing,
 )
-from starlette_mw._origins import check_origin, is_origin
-from starlette_mw._plain import PlainMiddleware
-from starlette_mw.base import is_async
-from starlette_mw.errors import response_started, send_wrapper_failed, wrap_error_response
-from starlette_mw.paths import PathPatterns
 
 __all__ = ["Timer", "TimingAllowOrigin", "TimingMiddleware", "record_timing", "timing"]
 

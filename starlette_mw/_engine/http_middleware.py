@@ -9,9 +9,9 @@ from typing import Any
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starlette_mw._exchange import CallNext, DispatchFunction, Exchange
+from starlette_mw._engine.exchange import CallNext, DispatchFunction, Exchange
+from starlette_mw._paths import PathFilter, PathPatterns
 from starlette_mw._registration import CheckedOptions
-from starlette_mw.paths import PathFilter, PathPatterns
 
 __all__ = ["CallNext", "DispatchFunction", "HTTPMiddleware", "check_dispatch", "is_async"]
 

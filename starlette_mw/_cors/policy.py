@@ -14,8 +14,8 @@ from typing import Any, TypedDict, Unpack
 
 from starlette.middleware.cors import ALL_METHODS
 
-from starlette_mw._origin_regex import check_origin_regex, subdomains_pattern
-from starlette_mw._origins import check_origin
+from starlette_mw._cors.origin_regex import check_origin_regex, subdomains_pattern
+from starlette_mw._http import check_origin
 
 __all__ = ["PRESETS", "CORSOptions", "CORSPolicy", "check_options"]
 

@@ -20,14 +20,14 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._plain import PlainMiddleware
-from starlette_mw._redirect_loops import check_loops
-from starlette_mw._redirect_rules import Redirect, Status, redirect_from_dict
-from starlette_mw._redirect_table import Decision, RuleTable
-from starlette_mw._redirect_urls import repeats
-from starlette_mw.cors import CORSMiddleware
-from starlette_mw.describe import layers_from
-from starlette_mw.paths import PathPatterns
+from starlette_mw._app.stack import layers_from
+from starlette_mw._cors.middleware import CORSMiddleware
+from starlette_mw._engine.plain import PlainMiddleware
+from starlette_mw._paths import PathPatterns
+from starlette_mw._redirects.loops import check_loops
+from starlette_mw._redirects.rules import Redirect, Status, redirect_from_dict
+from starlette_mw._redirects.table import Decision, RuleTable
+from starlette_mw._redirects.urls import repeats
 
 __all__ = ["Redirect", "RedirectMiddleware", "load_redirects"]
 

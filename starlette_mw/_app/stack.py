@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from starlette_mw.routers import route_layers
+from starlette_mw._app.routers import route_layers
 
 
 def layer_name(layer: Any) -> str:

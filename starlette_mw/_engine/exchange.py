@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._parts import AppResponse, DispatchRequest, disconnect, is_last
-from starlette_mw._tasks import AppTask, Flag
+from starlette_mw._engine.parts import AppResponse, DispatchRequest, disconnect, is_last
+from starlette_mw._engine.tasks import AppTask, Flag
 
 CallNext = Callable[[Request], Awaitable[Response]]
 DispatchFunction = Callable[[Request, CallNext], Awaitable[Response]]

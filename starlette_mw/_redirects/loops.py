@@ -41,9 +41,9 @@ from collections.abc import Iterable
 from typing import TypeAlias
 from urllib.parse import quote, urlsplit
 
-from starlette_mw._redirect_index import PathRule
-from starlette_mw._redirect_table import Decision, RuleTable
-from starlette_mw._redirect_urls import next_method, repeats, resolved_path
+from starlette_mw._redirects.index import PathRule
+from starlette_mw._redirects.table import Decision, RuleTable
+from starlette_mw._redirects.urls import next_method, repeats, resolved_path
 
 MAX_HOPS = 10
 # What a target's groups are filled with: a plain value, and one no exact rule is likely to take.

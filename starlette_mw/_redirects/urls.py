@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from starlette_mw._redirect_rules import HOST, PATH_SAFE
+from starlette_mw._redirects.rules import HOST, PATH_SAFE
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")

@@ -9,7 +9,7 @@ runs in the task's own context.
 On Python 3.12 and newer this is asyncio's public eager start (`asyncio.Task(..., eager_start=True)`):
 the first step runs inline, and once the app waits on anything its task is an ordinary task.
 Python 3.11 has no public way to make a task current, so there the request's task steps the app
-inline through asyncio's private `_enter_task` / `_leave_task` (kept in `_asyncio_private.py`), and
+inline through asyncio's private `_enter_task` / `_leave_task` (kept in `asyncio_private.py`), and
 goes on stepping it for as long as the app only waits on things that are already done (the
 middleware's own events, mostly); as soon as the app waits on anything else, its task takes over,
 exactly where the app stopped. Without those names, or with a task factory on the loop (which may
@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from starlette_mw import _asyncio_private
+from starlette_mw._engine import asyncio_private as _asyncio_private
 
 # Whether the app's task starts eagerly on asyncio; tests turn it off to run the engine through
 # the ordinary start, the fallback of every Python without the private names 3.11 needs.

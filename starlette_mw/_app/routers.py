@@ -110,7 +110,7 @@ class _Entry:
         self.layers: tuple[Any, ...] = ()
 
     def build(self, middleware: list[Middleware]) -> None:
-        from starlette_mw.describe import layer_name  # describe imports this module
+        from starlette_mw._app.stack import layer_name  # describe imports this module
 
         app: ASGIApp = _Mark(self.inner)
         layers = []

@@ -29,9 +29,17 @@ import re
 import string
 from dataclasses import dataclass
 
-from starlette_mw._origin_automaton import HOST_START, LABEL_START, Automaton, State, Undecidable, build, is_anchored
-from starlette_mw._origins import is_origin
-from starlette_mw._sites import sites
+from starlette_mw._cors.origin_automaton import (
+    HOST_START,
+    LABEL_START,
+    Automaton,
+    State,
+    Undecidable,
+    build,
+    is_anchored,
+)
+from starlette_mw._cors.sites import sites
+from starlette_mw._http import is_origin
 
 __all__ = ["check_origin_regex", "site_of", "subdomains_pattern"]
 

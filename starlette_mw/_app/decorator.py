@@ -9,12 +9,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
-from starlette_mw._exchange import DispatchFunction
+from starlette_mw._app.errors import ErrorResponseLayer
+from starlette_mw._app.routers import Target, add_middleware, check_target
+from starlette_mw._engine.exchange import DispatchFunction
+from starlette_mw._engine.http_middleware import HTTPMiddleware, check_dispatch
+from starlette_mw._paths import PathFilter, PathPatterns
 from starlette_mw._registration import check_middleware
-from starlette_mw.base import HTTPMiddleware, check_dispatch
-from starlette_mw.errors import ErrorResponseLayer
-from starlette_mw.paths import PathFilter, PathPatterns
-from starlette_mw.routers import Target, add_middleware, check_target
 
 F = TypeVar("F", bound=DispatchFunction)
 

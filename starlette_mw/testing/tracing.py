@@ -10,8 +10,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw.describe import layer_name
-from starlette_mw.routers import ENDPOINT, TRACE_EVENTS
+from starlette_mw._app.routers import ENDPOINT, TRACE_EVENTS
+from starlette_mw._app.stack import layer_name
 
 __all__ = ["ENDPOINT", "Trace", "trace"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starlette_mw._exchange import Exchange
+from starlette_mw._engine.exchange import Exchange
+from starlette_mw._engine.http_middleware import check_dispatch
+from starlette_mw._paths import PathFilter, PathPatterns
 from starlette_mw._registration import CheckedOptions
-from starlette_mw.base import check_dispatch
-from starlette_mw.paths import PathFilter, PathPatterns
 
 
 class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote, quote_from_bytes, unquote
 
-from starlette_mw._redirect_index import PathIndex, PathRule
-from starlette_mw._redirect_rules import (
+from starlette_mw._redirects.index import PathIndex, PathRule
+from starlette_mw._redirects.rules import (
     GONE,
     HOST,
     LONE_PERCENT,

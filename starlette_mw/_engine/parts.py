@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from starlette_mw._exchange import Exchange
+    from starlette_mw._engine.exchange import Exchange
 
 
 def disconnect() -> Message:
