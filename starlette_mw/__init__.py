@@ -38,6 +38,6 @@ __all__ = [
 # show `starlette_mw.CORSPolicy`, not the private module that happens to define it.
 for _name in __all__:
     _value = globals()[_name]
-    if isinstance(_value, type) or callable(_value) and hasattr(_value, "__code__"):
+    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__code__")):
         _value.__module__ = "starlette_mw"
 del _name, _value

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["SERVER_TIMING", "expose_timing", "merge_vary"]
+__all__ = ["SERVER_TIMING", "expose_timing"]
 
 SERVER_TIMING = b"Server-Timing"  # as TimingMiddleware names it in the list of exposed headers
 
@@ -57,27 +57,3 @@ def expose_timing(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], or
         allowed = _names(value)
         if b"*" not in allowed and origin.lower() not in allowed:
             headers[index] = (name, value + b", " + origin)
-
-
-def merge_vary(headers: list[tuple[bytes, bytes]], add: bytes | None = None) -> list[tuple[bytes, bytes]]:
-    """`headers` with one `Vary` holding every item once (and `add`, if given), where the first was.
-
-    Starlette's CORS appends "Origin" to whatever Vary the app sent, even "Origin"; the list is
-    returned as it was when nothing needs merging, the common case.
-    """
-    places = [index for index, (name, _) in enumerate(headers) if name.lower() == b"vary"]
-    items: dict[bytes, bytes] = {}  # lower case -> as written, in order
-    for index in places:
-        for item in headers[index][1].split(b","):
-            if item.strip():
-                items.setdefault(item.strip().lower(), item.strip())
-    if add is not None:
-        items.setdefault(add.lower(), add)
-    count = sum(len([item for item in headers[index][1].split(b",") if item.strip()]) for index in places)
-    if len(places) == 1 and count == len(items):
-        return headers
-    if not places:
-        return [*headers, (b"vary", b", ".join(items.values()))] if items else headers
-    merged = (headers[places[0]][0], b", ".join(items.values()))
-    drop = set(places[1:])
-    return [merged if index == places[0] else header for index, header in enumerate(headers) if index not in drop]

@@ -1,4 +1,8 @@
-"""Origins as browsers serialize them (`scheme://host[:port]`), checked once at construction."""
+"""The HTTP grammar the package needs, written once: tokens, origins, default ports and `Vary`.
+
+Origins are checked as browsers serialize them (`scheme://host[:port]`), once at construction.
+(The path the routes see, without `root_path`, is `_starlette_routing.route_path`.)
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,12 @@ MAX_ORIGIN_LENGTH = 300
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 # The URL standard drops a scheme's default port, so an origin never carries it
 # (https://url.spec.whatwg.org/#default-port).
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+# RFC 9110 section 5.6.2: a token's characters (tchar), the syntax of methods, header names and
+# Server-Timing metric names.
+TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+TOKEN = re.compile(f"[{TCHAR}]+")
 
 
 def _problem(value: str) -> str | None:
@@ -39,7 +48,7 @@ def _problem(value: str) -> str | None:
         # (int() only of 5 digits at most: Python refuses to convert a string of thousands.)
         if port.startswith("0") or len(port) > 5 or int(port) > 65535:
             return "port"
-        if _DEFAULT_PORTS.get(scheme) == port:
+        if DEFAULT_PORTS.get(scheme) == port:
             return "default port"
     return None
 
@@ -121,3 +130,27 @@ def check_origin(value: object, option: str) -> str:
         else:
             hint = "write it as scheme://host[:port], as in 'https://app.example.com' or 'http://localhost:3000'"
     raise ValueError(f"{option} origin {value!r} is not an origin a browser would send; {hint}.")
+
+
+def merge_vary(headers: list[tuple[bytes, bytes]], add: bytes | None = None) -> list[tuple[bytes, bytes]]:
+    """`headers` with one `Vary` holding every item once (and `add`, if given), where the first was.
+
+    Starlette's CORS appends "Origin" to whatever Vary the app sent, even "Origin"; the list is
+    returned as it was when nothing needs merging, the common case.
+    """
+    places = [index for index, (name, _) in enumerate(headers) if name.lower() == b"vary"]
+    items: dict[bytes, bytes] = {}  # lower case -> as written, in order
+    for index in places:
+        for item in headers[index][1].split(b","):
+            if item.strip():
+                items.setdefault(item.strip().lower(), item.strip())
+    if add is not None:
+        items.setdefault(add.lower(), add)
+    count = sum(len([item for item in headers[index][1].split(b",") if item.strip()]) for index in places)
+    if len(places) == 1 and count == len(items):
+        return headers
+    if not places:
+        return [*headers, (b"vary", b", ".join(items.values()))] if items else headers
+    merged = (headers[places[0]][0], b", ".join(items.values()))
+    drop = set(places[1:])
+    return [merged if index == places[0] else header for index, header in enumerate(headers) if index not in drop]

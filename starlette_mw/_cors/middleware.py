@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._app.errors import response_started, wrap_error_response
 from starlette_mw._cors.policy import CORSOptions, CORSPolicy, check_options
-from starlette_mw._cors_timing import merge_vary
 from starlette_mw._engine.plain import PlainMiddleware
+from starlette_mw._http import merge_vary
 from starlette_mw._paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
 from starlette_mw._timing.metrics import SCOPE_KEY as METRICS_KEY
 from starlette_mw._timing.metrics import RequestMetrics

@@ -15,7 +15,7 @@ from typing import Any, TypedDict, Unpack
 from starlette.middleware.cors import ALL_METHODS
 
 from starlette_mw._cors.origin_regex import check_origin_regex, subdomains_pattern
-from starlette_mw._http import check_origin
+from starlette_mw._http import TOKEN, check_origin
 
 __all__ = ["PRESETS", "CORSOptions", "CORSPolicy", "check_options"]
 
@@ -76,7 +76,6 @@ PRESETS: dict[str, CORSOptions] = {
 _NEEDS_ORIGINS = frozenset({"first-party", "strict"})
 
 _OPTION_NAMES = tuple(CORSOptions.__annotations__)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def check_options(options: Mapping[str, object], who: str) -> None:
@@ -160,7 +159,7 @@ def _check_methods(methods: tuple[str, ...]) -> None:
     for method in methods:
         if method == "*":
             continue
-        if not _TOKEN.fullmatch(method):
+        if not TOKEN.fullmatch(method):
             raise ValueError(f"allow_methods method {method!r} is not an HTTP method; write one such as 'PUT'.")
         if method != method.upper() and method.upper() in ALL_METHODS:
             # Browsers send the standard methods in upper case, and Starlette compares them exactly.
@@ -171,7 +170,7 @@ def _check_methods(methods: tuple[str, ...]) -> None:
 
 def _check_headers(headers: tuple[str, ...], option: str) -> None:
     for header in headers:
-        if header != "*" and not _TOKEN.fullmatch(header):
+        if header != "*" and not TOKEN.fullmatch(header):
             raise ValueError(
                 f"{option} header {header!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~, no spaces "
                 "or commas); give each name as its own string, as in ['X-Request-Id', 'X-Total-Count']."

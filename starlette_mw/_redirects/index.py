@@ -19,6 +19,7 @@ from operator import attrgetter
 from starlette.convertors import CONVERTOR_TYPES
 from starlette.routing import compile_path
 
+from starlette_mw._http import TOKEN
 from starlette_mw._redirects.rules import (
     GONE,
     QUERY_MODES,
@@ -37,7 +38,6 @@ _REGEX_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ
 # is then not a prefix of every path the regex matches ('/item/?(\d+)' matches '/item5').
 _QUANTIFIERS = frozenset("?*+{|")
 # A method is an RFC 9110 token: '!#$%&'*+-.^_`|~', digits and letters ('M-SEARCH').
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Values the loop check fills parameters with: plain ones, then unlikely ones, which an exact
 # rule for the same place ('/p/x' before '/p/{x}') does not take over.
 _SAMPLES = (
@@ -227,7 +227,7 @@ def check_methods(methods: object, where: str) -> frozenset[str] | None:
         raise TypeError(f"{where}: methods={methods!r} must be a list of method names, such as ['GET', 'POST'].")
     names = list(methods)
     for name in names:
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not TOKEN.fullmatch(name):
             raise TypeError(
                 f"{where}: methods holds {name!r}, which is not a method name; use names such as ['GET', 'POST']."
             )

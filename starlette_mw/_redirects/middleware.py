@@ -28,6 +28,7 @@ from starlette_mw._redirects.loops import check_loops
 from starlette_mw._redirects.rules import Redirect, Status, redirect_from_dict
 from starlette_mw._redirects.table import Decision, RuleTable
 from starlette_mw._redirects.urls import repeats
+from starlette_mw._starlette_routing import route_path
 
 __all__ = ["Redirect", "RedirectMiddleware", "load_redirects"]
 
@@ -101,12 +102,10 @@ class RedirectMiddleware(PlainMiddleware):
             # joined to a host it would name another site.
             await self.app(scope, receive, send)
             return
-        root_path: str = scope.get("root_path", "")
-        # As paths.route_path, keeping the prefix: a relative Location goes back under the mount.
-        if root_path and path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
-            path = path[len(root_path) :] or "/"
-        else:
-            root_path = ""
+        # The path the routes see, keeping the prefix: a relative Location goes back under the mount.
+        routed = route_path(scope)
+        root_path: str = scope["root_path"] if len(routed) < len(path) else ""
+        path = routed or "/"
         host = _host(scope) if table.has_origin_rules else None
         decision = table.decide(
             scope["method"],

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote, quote_from_bytes, unquote
 
+from starlette_mw._http import DEFAULT_PORTS
 from starlette_mw._redirects.index import PathIndex, PathRule
 from starlette_mw._redirects.rules import (
     GONE,
@@ -29,7 +30,6 @@ from starlette_mw._redirects.rules import (
 
 # A relative Location the client will keep on this host: one '/', then anything printable but '/' or '\'.
 SAFE_RELATIVE = re.compile(r"/(?:[!-.0-\[\]-~][!-~]*)?")
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +175,7 @@ class RuleTable:
         # The same port whichever scheme the request came on: a scheme rule's port= for its
         # scheme, else the host rule's port, else the request's if the scheme stays.
         port = self.scheme_ports.get(scheme) or (host_rule.port if host_rule is not None else None) or port
-        if port is not None and port == _DEFAULT_PORTS.get(scheme):
+        if port is not None and port == DEFAULT_PORTS.get(scheme):
             port = None
         return index, f"{scheme}://{name}" + (f":{port}" if port else ""), statuses
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote, urlsplit
 
+from starlette_mw._http import DEFAULT_PORTS
 from starlette_mw._redirects.rules import HOST, PATH_SAFE
 
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 _ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 # Bytes that split a query into parameters or a parameter into name and value, or stand for a
 # space ('+'): written out they mean something other than their escape, so the two stay apart.
@@ -77,7 +77,7 @@ def repeats(
         theirs = HOST.fullmatch(url.netloc)
         if ours is None or theirs is None or ours["name"] != theirs["name"]:
             return False
-        default = _DEFAULT_PORTS.get(scheme)
+        default = DEFAULT_PORTS.get(scheme)
         if (ours["port"] or default) != (theirs["port"] or default):
             return False
     spelled = None if raw_path is None else raw_path.decode("latin-1")

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from starlette_mw._cors_timing import expose_timing
+from starlette_mw._http import TCHAR, TOKEN
 
 __all__ = ["RequestMetrics", "Timer", "check_token", "metrics_of", "quote", "record_timing", "timing"]
 
@@ -27,8 +28,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 SCOPE_KEY = "starlette_mw.timing"
-# RFC 9110 section 5.6.2: a token, the syntax of header names and of Server-Timing metric names.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # What a quoted-string may not hold as is (RFC 9110 section 5.6.4): '"' and '\' get a backslash;
 # control characters, which could end the header line, become spaces. Non-ASCII text is kept, as
 # UTF-8 bytes (obs-text); browsers show those bytes as Latin-1. A lone surrogate has no UTF-8 form
@@ -39,8 +38,8 @@ _UNQUOTABLE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]')
 def check_token(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} {value!r} has type {type(value).__name__}; use a string such as 'db'.")
-    if not _TOKEN.fullmatch(value):
-        fixed = re.sub(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]+", "-", value).strip("-") or "metric"
+    if not TOKEN.fullmatch(value):
+        fixed = re.sub(f"[^{TCHAR}]+", "-", value).strip("-") or "metric"
         raise ValueError(
             f"{what} {value!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only, no spaces or "
             f"quotes), so it cannot go into a header as is; use a name such as {fixed!r} and put free text "

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._app.errors import response_started, send_wrapper_failed, wrap_error_response
-from starlette_mw._cors_timing import SERVER_TIMING, merge_vary
+from starlette_mw._cors_timing import SERVER_TIMING
 from starlette_mw._engine.http_middleware import is_async
 from starlette_mw._engine.plain import PlainMiddleware
-from starlette_mw._http import check_origin, is_origin
+from starlette_mw._http import check_origin, is_origin, merge_vary
 from starlette_mw._paths import PathPatterns
 from starlette_mw._timing.metrics import (
     SCOPE_KEY,
