@@ -1,7 +1,6 @@
 """Starlette middleware done properly: `@app.middleware("http")` back, and cheap."""
 
-from starlette_mw._app.decorator import App, MiddlewareMixin, middleware
-from starlette_mw._app.errors import install
+from starlette_mw._app.decorator import App, MiddlewareMixin, install, middleware
 from starlette_mw._app.routers import add_middleware
 from starlette_mw._app.stack import Stack, describe
 from starlette_mw._cors.middleware import CORSMiddleware, CORSPolicy

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wire import exchange
 
 from starlette_mw import App, CallNext, CORSMiddleware, TimingMiddleware, record_timing, timing
-from starlette_mw._app.errors import wrap_error_response
+from starlette_mw._request_record import wrap_error_response
 
 LiveServer = Callable[..., str]
 Headers = list[tuple[bytes, bytes]]
@@ -512,7 +512,7 @@ class Failing:
 
                 return failing
 
-            wrap_error_response(scope, wrap, self, warn=True)  # type: ignore[arg-type]
+            wrap_error_response(scope, wrap, self, warn=True)
             raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,9 +13,9 @@ from starlette.types import ASGIApp
 from starlette_mw._app.errors import ErrorResponseLayer
 from starlette_mw._app.routers import Target, add_middleware, check_target
 from starlette_mw._engine.exchange import DispatchFunction
-from starlette_mw._engine.http_middleware import HTTPMiddleware, check_dispatch
+from starlette_mw._engine.http_middleware import HTTPMiddleware
 from starlette_mw._paths import PathFilter, PathPatterns
-from starlette_mw._registration import check_middleware
+from starlette_mw._registration import check_dispatch, check_middleware
 
 F = TypeVar("F", bound=DispatchFunction)
 
@@ -111,3 +112,48 @@ class MiddlewareMixin:
 
 class App(MiddlewareMixin, Starlette):
     """A Starlette application with `@app.middleware("http")`."""
+
+
+_installed: weakref.WeakSet[Starlette] = weakref.WeakSet()
+
+
+def install(app: Starlette) -> Starlette:
+    """Let the package's middleware put their headers on the 500 that Starlette renders.
+
+    For any Starlette or FastAPI app; `starlette_mw.App` needs no call. Call it before the app
+    serves its first request, in any order with `add_middleware`. Returns the app.
+
+    It also checks the options of the package's middleware where they are given: those the app
+    has so far (from `middleware=[...]` too) at this call, later ones at `app.add_middleware`. On
+    an app without it, Starlette has no hook to check them until it builds the stack, on the first
+    request or lifespan event.
+
+        app = FastAPI()
+        starlette_mw.install(app)
+        app.add_middleware(TimingMiddleware)
+    """
+    if not isinstance(app, Starlette):
+        raise TypeError(f"install() takes a Starlette or FastAPI app, not {type(app).__name__}.")
+    if app in _installed or isinstance(app, MiddlewareMixin):
+        return app
+    if app.middleware_stack is not None:
+        raise RuntimeError(
+            "install() was called after the app built its middleware stack (on its first request); "
+            "call it right after creating the app."
+        )
+    check_middleware(app.user_middleware)
+    build = app.build_middleware_stack
+    add = app.add_middleware
+
+    def build_middleware_stack() -> ASGIApp:
+        return ErrorResponseLayer(build())
+
+    def add_middleware(middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        check_middleware([Middleware(middleware_class, *args, **kwargs)])
+        add(middleware_class, *args, **kwargs)
+
+    # Starlette builds the stack through this method, on the first request; wrap this app's only.
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    app.add_middleware = add_middleware  # type: ignore[method-assign]
+    _installed.add(app)
+    return app

@@ -24,6 +24,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from starlette_mw._layers import layer_name
+
 __all__ = ["ENDPOINT", "TRACE_EVENTS", "RouteLayers", "Target", "add_middleware", "check_target", "route_layers"]
 
 # Any route, as `router.routes` types them; check_target() refuses those that take no middleware here.
@@ -110,8 +112,6 @@ class _Entry:
         self.layers: tuple[Any, ...] = ()
 
     def build(self, middleware: list[Middleware]) -> None:
-        from starlette_mw._app.stack import layer_name  # describe imports this module
-
         app: ASGIApp = _Mark(self.inner)
         layers = []
         for cls, args, kwargs in middleware:  # the first registered ends up innermost

@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from starlette_mw._app.routers import route_layers
-
-
-def layer_name(layer: Any) -> str:
-    """The name `describe()` gives a layer: its class, or the function a `BaseHTTPMiddleware` dispatches to."""
-    if isinstance(layer, BaseHTTPMiddleware) and getattr(layer, "dispatch_func", None) is not None:
-        dispatch = layer.dispatch_func
-        # A bound `dispatch` method names the class; a decorated function names itself.
-        if getattr(dispatch, "__self__", None) is not layer:
-            while isinstance(dispatch, functools.partial):  # named for the function it wraps
-                dispatch = dispatch.func
-            return getattr(dispatch, "__name__", type(dispatch).__name__)
-    if isinstance(layer, Router):
-        return "Router"
-    return type(layer).__name__
-
-
-def layers_from(layer: Any) -> Iterator[Any]:
-    """`layer` and each layer inside it, to the router: every Starlette middleware keeps the app it wraps in `.app`."""
-    seen = set()
-    while layer is not None and id(layer) not in seen:
-        seen.add(id(layer))
-        yield layer
-        if isinstance(layer, Router):
-            return
-        layer = getattr(layer, "app", None)
+from starlette_mw._layers import layer_name, layers_from
 
 
 @dataclass(frozen=True)

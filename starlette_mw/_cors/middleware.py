@@ -15,13 +15,12 @@ from typing import TypeAlias, Unpack
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._app.errors import response_started, wrap_error_response
 from starlette_mw._cors.policy import CORSOptions, CORSPolicy, check_options
 from starlette_mw._engine.plain import PlainMiddleware
 from starlette_mw._http import merge_vary
 from starlette_mw._paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
-from starlette_mw._timing.metrics import SCOPE_KEY as METRICS_KEY
-from starlette_mw._timing.metrics import RequestMetrics
+from starlette_mw._request_record import SCOPE_KEY as RECORD_KEY
+from starlette_mw._request_record import RequestRecord, allow_origin, response_started, wrap_error_response
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
@@ -102,12 +101,12 @@ class _CORSSend:
             headers = merge_vary(headers, b"Origin" if self.vary else None)
         elif self.vary:
             headers.append((b"vary", b"Origin"))
-        metrics: RequestMetrics | None = self.scope.get(METRICS_KEY)
-        if metrics is not None:
+        record: RequestRecord | None = self.scope.get(RECORD_KEY)
+        if record is not None and record.exposed:  # a layer (TimingMiddleware) announced headers to expose
             if origin is None:  # the app's own, kept for an origin not allowed
                 origin = next((value for name, value in headers if name.lower() == _ACAO), None)
-            if origin is not None:  # expose the timing headers to that origin; see `_cors_timing`
-                metrics.share_with_cors(headers, origin)
+            if origin is not None:  # expose them to that origin; see `_request_record.py`
+                allow_origin(record, headers, origin)
         return headers
 
 
@@ -157,6 +156,8 @@ class CORSMiddleware(PlainMiddleware):
 
     `include=` / `exclude=` limit the middleware to some paths, as for the package's others.
     """
+
+    order_role = "cors"
 
     def __init__(
         self,

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-from typing import Any
-
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw._engine.exchange import CallNext, DispatchFunction, Exchange
 from starlette_mw._paths import PathFilter, PathPatterns
-from starlette_mw._registration import CheckedOptions
+from starlette_mw._registration import CheckedOptions, check_dispatch
 
-__all__ = ["CallNext", "DispatchFunction", "HTTPMiddleware", "check_dispatch", "is_async"]
-
-
-def is_async(func: Any) -> bool:
-    """An `async def` function, a partial of one, or an object whose `__call__` is one (as FastAPI allows)."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
-def check_dispatch(func: Any) -> None:
-    """Refuse a dispatch function that `call_next` could not run: not async, or not of (request, call_next)."""
-    name = getattr(func, "__qualname__", repr(func))
-    if not is_async(func):
-        raise TypeError(
-            f"Middleware function {name!r} is not an 'async def' function; "
-            "write it as 'async def f(request, call_next)' and await call_next(request) inside."
-        )
-    try:
-        signature = inspect.signature(func)
-        signature.bind(None, None)
-    except TypeError:
-        raise TypeError(
-            f"Middleware function {name!r} takes {signature}; "
-            "it must take two parameters, as in 'async def f(request, call_next)'."
-        ) from None
+__all__ = ["CallNext", "DispatchFunction", "HTTPMiddleware"]
 
 
 class HTTPMiddleware(CheckedOptions, BaseHTTPMiddleware):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from starlette_mw._engine.exchange import Exchange
+
+class Source(Protocol):
+    """What the response reads from the exchange behind it (an `Exchange`), which it never imports."""
+
+    async def send_start(self, send: Send, response: Response) -> None: ...
+
+    def pull_body(self) -> AsyncGenerator[bytes | Message, None]: ...
 
 
 def disconnect() -> Message:
@@ -77,7 +82,7 @@ class AppResponse(Response):
     _body_iterator: AsyncIterator[Any] | None = None
     body_touched = False  # dispatch has read or replaced `body_iterator`
 
-    def __init__(self, exchange: Exchange, start: Message) -> None:
+    def __init__(self, exchange: Source, start: Message) -> None:
         self.status_code = start["status"]
         self.raw_headers = list(start.get("headers", ()))
         self.media_type = None

@@ -8,7 +8,6 @@ loops behind TLS proxies, lost query strings, 301 turning a POST into a GET).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -16,13 +15,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
-from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._app.stack import layers_from
-from starlette_mw._cors.middleware import CORSMiddleware
 from starlette_mw._engine.plain import PlainMiddleware
+from starlette_mw._layers import OrderRule
 from starlette_mw._paths import PathPatterns
 from starlette_mw._redirects.loops import check_loops
 from starlette_mw._redirects.rules import Redirect, Status, redirect_from_dict
@@ -31,8 +28,6 @@ from starlette_mw._redirects.urls import repeats
 from starlette_mw._starlette_routing import route_path
 
 __all__ = ["Redirect", "RedirectMiddleware", "load_redirects"]
-
-logger = logging.getLogger("starlette_mw")
 
 
 class RedirectMiddleware(PlainMiddleware):
@@ -67,6 +62,18 @@ class RedirectMiddleware(PlainMiddleware):
     warning that says so.
     """
 
+    # Fetch runs the CORS check on each response of a cross-origin request, redirects included,
+    # before it follows one (https://fetch.spec.whatwg.org/#http-fetch); a preflight must not be
+    # redirected at all.
+    order_rules = (
+        OrderRule(
+            outside="cors",
+            otherwise=(
+                "its redirects go out without CORS headers and browsers refuse them to cross-origin fetch() calls"
+            ),
+        ),
+    )
+
     def __init__(
         self,
         app: ASGIApp,
@@ -92,7 +99,6 @@ class RedirectMiddleware(PlainMiddleware):
         self.trailing_slash_if_route = trailing_slash_if_route
         self._table = RuleTable(self.rules, status=status, trailing_slash=trailing_slash, hosts=hosts)
         check_loops(self._table)
-        _check_cors_outside(app)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self._table
@@ -189,25 +195,6 @@ async def _respond(send: Send, decision: Decision) -> None:
         headers.append((b"location", decision.location.encode("ascii")))
     await send({"type": "http.response.start", "status": decision.status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-def _check_cors_outside(app: ASGIApp) -> None:
-    """Warn if a CORS middleware is inside the one being built on `app`, where its redirects miss its headers.
-
-    Fetch runs the CORS check on each response of a cross-origin request, redirects included,
-    before it follows one (https://fetch.spec.whatwg.org/#http-fetch); a preflight must not be
-    redirected at all.
-    """
-    cors_types = CORSMiddleware | StarletteCORSMiddleware
-    cors = next((layer for layer in layers_from(app) if isinstance(layer, cors_types)), None)
-    if cors is not None:
-        logger.warning(
-            "RedirectMiddleware is outside %s in this app, so its redirects go out without CORS headers and "
-            "browsers refuse them to cross-origin fetch() calls; put %s outside RedirectMiddleware: register it "
-            "after RedirectMiddleware with add_middleware(), or before it in middleware=[...].",
-            type(cors).__name__,
-            type(cors).__name__,
-        )
 
 
 def load_redirects(source: str | os.PathLike[str] | Sequence[Mapping[str, object]]) -> list[Redirect]:

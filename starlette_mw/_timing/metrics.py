@@ -19,7 +19,6 @@ from typing import Any, ParamSpec, TypeVar, cast
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from starlette_mw._cors_timing import expose_timing
 from starlette_mw._http import TCHAR, TOKEN
 
 __all__ = ["RequestMetrics", "Timer", "check_token", "metrics_of", "quote", "record_timing", "timing"]
@@ -68,15 +67,12 @@ def check_description(description: object, what: str) -> str | None:
 class RequestMetrics:
     """One request's metrics, held in its scope until the response starts."""
 
-    __slots__ = ("cors_origin", "entries", "exposed", "precision", "sent")
+    __slots__ = ("entries", "precision", "sent")
 
-    def __init__(self, precision: int, exposed: tuple[bytes, ...]) -> None:
+    def __init__(self, precision: int) -> None:
         self.entries: list[bytes] = []  # as they go into the header (UTF-8: descriptions may not be ASCII)
         self.precision = precision
         self.sent = False
-        # For CORSMiddleware: the headers to expose, and the origin it allowed (_cors_timing.py).
-        self.exposed = exposed
-        self.cors_origin: bytes | None = None
 
     def add(self, name: str, seconds: float | None, description: str | None) -> None:
         if self.sent:  # the header has gone out; a later metric has nowhere to go
@@ -89,24 +85,6 @@ class RequestMetrics:
         after one held back outside, gets the same metrics.)"""
         self.sent = True
         return self.entries
-
-    # The handshake with CORSMiddleware (see _cors_timing.py): whichever of the two edits the
-    # response start last exposes the timing headers to the origin that CORS allowed.
-
-    def share_with_cors(self, headers: list[tuple[bytes, bytes]], origin: bytes) -> bool:
-        """CORS's side: expose the timing headers to `origin` in `headers` if Timing has added them
-        (it is outside CORS), and say so; otherwise leave `origin` for Timing and return False."""
-        if not self.sent:
-            self.cors_origin = origin
-            return False
-        expose_timing(headers, self.exposed, origin)
-        return True
-
-    def expose_to_cors(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """Timing's side, once its headers are in `headers`: expose them to the origin that a
-        CORSMiddleware inside it allowed, if one did."""
-        if self.cors_origin is not None:
-            expose_timing(headers, self.exposed, self.cors_origin)
 
 
 def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:

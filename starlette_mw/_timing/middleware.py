@@ -15,12 +15,19 @@ from typing import Any, TypeAlias
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_mw._app.errors import response_started, send_wrapper_failed, wrap_error_response
-from starlette_mw._cors_timing import SERVER_TIMING
-from starlette_mw._engine.http_middleware import is_async
 from starlette_mw._engine.plain import PlainMiddleware
 from starlette_mw._http import check_origin, is_origin, merge_vary
 from starlette_mw._paths import PathPatterns
+from starlette_mw._registration import is_async
+from starlette_mw._request_record import (
+    SERVER_TIMING,
+    RequestRecord,
+    announce_headers,
+    headers_added,
+    response_started,
+    send_wrapper_failed,
+    wrap_error_response,
+)
 from starlette_mw._timing.metrics import (
     SCOPE_KEY,
     RequestMetrics,
@@ -149,7 +156,7 @@ class TimingMiddleware(PlainMiddleware):
             self._total = (metric.encode("ascii") + b";dur=", described)
         self._ms_format = b"%%.%df" % precision
         self._seconds_format = b"%%.%df" % (precision + 3)  # X-Process-Time: the same resolution, in seconds
-        # What CORSMiddleware exposes to the origins it allows (_cors_timing.py).
+        # What a CORS layer exposes to the origins it allows (_request_record.py).
         exposed = [] if process_time_header is None else [process_time_header.encode("ascii")]
         self._exposed = (*exposed, SERVER_TIMING) if server_timing else tuple(exposed)
 
@@ -171,22 +178,24 @@ class TimingMiddleware(PlainMiddleware):
         if self.enabled is not None and not self.enabled(Request(scope)):
             await self.app(scope, receive, send)
             return
-        metrics = scope[SCOPE_KEY] = RequestMetrics(self._precision, self._exposed)
+        metrics = scope[SCOPE_KEY] = RequestMetrics(self._precision)
+        record = announce_headers(scope, self._exposed)
         start = time.perf_counter()
         try:
-            await self.app(scope, receive, self._timed(scope, metrics, start, send))
+            await self.app(scope, receive, self._timed(scope, metrics, record, start, send))
         except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
-            wrap = functools.partial(self._timed, scope, metrics, start)
+            wrap = functools.partial(self._timed, scope, metrics, record, start)
             wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not metrics.sent)
             raise
 
-    def _timed(self, scope: Scope, metrics: RequestMetrics, start: float, send: Send) -> Send:
+    def _timed(self, scope: Scope, metrics: RequestMetrics, record: RequestRecord, start: float, send: Send) -> Send:
         async def send_timed(message: Message) -> None:
             if message["type"] == "http.response.start":
                 elapsed = time.perf_counter() - start
                 response_started(scope, self)
                 try:
                     headers = self._headers(message.get("headers", ()), elapsed, metrics, scope)
+                    headers_added(record, headers)
                 except Exception:  # a timing_allow_origin function that raised: not again on the 500
                     send_wrapper_failed(scope, self)
                     raise
@@ -234,6 +243,4 @@ class TimingMiddleware(PlainMiddleware):
             # A function may answer each origin differently (or not at all): caches must keep the
             # answers apart, whatever this one was.
             headers = merge_vary(headers, b"Origin")
-        if metrics.cors_origin is not None:  # a CORSMiddleware inside this one allowed that origin
-            metrics.expose_to_cors(headers)
         return headers

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._app.routers import ENDPOINT, TRACE_EVENTS
-from starlette_mw._app.stack import layer_name
+from starlette_mw._layers import layer_name
 
 __all__ = ["ENDPOINT", "Trace", "trace"]
 
