@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from typing import TypeAlias, Unpack
+from typing import NamedTuple, Unpack
 
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,9 +26,17 @@ __all__ = ["CORSMiddleware", "CORSPolicy"]
 
 
 _ACAO = b"access-control-allow-origin"
-# The edits for a response: names to drop, headers to add, the Access-Control-Allow-Origin among them.
-Edit: TypeAlias = tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...], bytes | None]
-_NO_EDIT: Edit = (frozenset(), (), None)
+
+
+class Edit(NamedTuple):
+    """The edits for a response: names to drop, headers to add, the Access-Control-Allow-Origin among them."""
+
+    dropped: frozenset[bytes]
+    added: tuple[tuple[bytes, bytes], ...]
+    origin: bytes | None
+
+
+_NO_EDIT = Edit(dropped=frozenset(), added=(), origin=None)
 
 
 class _Policy:
@@ -40,7 +48,7 @@ class _Policy:
     a property test (`tests/test_properties.py`) holds the two to the same headers for any response.
     """
 
-    __slots__ = ("cors", "explicit", "named", "simple", "simple_names", "with_origin")
+    __slots__ = ("any_origin", "cors", "explicit", "named", "refused", "simple", "simple_names", "with_origin")
 
     def __init__(self, cors: StarletteCORSMiddleware) -> None:
         self.cors = cors
@@ -51,6 +59,8 @@ class _Policy:
         # For an origin answered by name: the others, then the origin (in place of "*", with credentials).
         self.explicit = tuple(header for header in self.simple if header[0] != _ACAO)
         self.with_origin = self.simple_names | {_ACAO}
+        self.any_origin = Edit(dropped=self.simple_names, added=self.simple, origin=b"*")
+        self.refused = Edit(dropped=self.simple_names, added=self.simple, origin=None)
         # The answers for the origins the settings name, worked out once: most requests come from one.
         self.named = {origin: self.decide(origin) for origin in (o.encode("latin-1") for o in cors.allow_origins)}
 
@@ -63,10 +73,10 @@ class _Policy:
     def decide(self, origin: bytes) -> Edit:
         cors = self.cors
         if cors.allow_all_origins and not cors.allow_credentials:
-            return self.simple_names, self.simple, b"*"
+            return self.any_origin
         if cors.allow_all_origins or cors.is_allowed_origin(origin.decode("latin-1")):
-            return self.with_origin, (*self.explicit, (_ACAO, origin)), origin
-        return self.simple_names, self.simple, None
+            return Edit(dropped=self.with_origin, added=(*self.explicit, (_ACAO, origin)), origin=origin)
+        return self.refused
 
 
 class _CORSSend:

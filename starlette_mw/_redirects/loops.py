@@ -179,7 +179,11 @@ def _follow(
     hops: list[Decision] = []
     while True:
         scheme, host, path, method, query = state
-        decision = None if state in ends else table.decide(method, scheme, host, path, "", query)
+        decision = (
+            None
+            if state in ends
+            else table.decide(method=method, scheme=scheme, host=host, path=path, root_path="", query_string=query)
+        )
         if (
             decision is None
             or decision.location is None

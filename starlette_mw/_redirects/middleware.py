@@ -114,13 +114,13 @@ class RedirectMiddleware(PlainMiddleware):
         path = routed or "/"
         host = _host(scope) if table.has_origin_rules else None
         decision = table.decide(
-            scope["method"],
-            scope.get("scheme", "http"),
-            host,
-            path,
-            root_path,
-            scope["query_string"],
-            scope.get("raw_path"),
+            method=scope["method"],
+            scheme=scope.get("scheme", "http"),
+            host=host,
+            path=path,
+            root_path=root_path,
+            query_string=scope["query_string"],
+            raw_path=scope.get("raw_path"),
         )
         if (
             decision is None

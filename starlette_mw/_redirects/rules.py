@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from starlette.routing import compile_path
@@ -95,6 +95,16 @@ class Redirect:
         return cls("http" if target == "https" else "https", target, status=status, kind="scheme", port=port)
 
 
+class Part(NamedTuple):
+    """A piece of a target: text, then the placeholder after it ("" as `kind` for the text at the end)."""
+
+    literal: str
+    kind: str  # "group" or "param"
+    name: str
+    in_query: bool  # whether it is in the target's query part
+    default: str | None  # the placeholder's default
+
+
 class Template:
     """A checked target: literal text and placeholders, rendered with values percent-encoded."""
 
@@ -138,21 +148,20 @@ class Template:
                 "use one '/' for a path, or an absolute URL such as 'https://example.com/'."
             )
         _check_dot_segments(target, self.origin, where)
-        # (literal, "group" or "param", name, whether in the query part, the placeholder's default):
-        # the part decides the encoding, and each `{?name=...}` keeps its own default.
-        self.parts: list[tuple[str, str, str, bool, str | None]] = []
+        # The part decides the encoding, and each `{?name=...}` keeps its own default.
+        self.parts: list[Part] = []
         self.groups: set[str] = set()
         # Each parameter, and its default; None if any of its placeholders has none (it is required).
         self.params: dict[str, str | None] = {}
         in_query = False
         for literal, kind, name, default in pieces:
             in_query = in_query or "?" in literal
-            self.parts.append((literal, kind, name, in_query, default))
+            self.parts.append(Part(literal=literal, kind=kind, name=name, in_query=in_query, default=default))
             if kind == "group":
                 self.groups.add(name)
             else:
                 self.params[name] = default if self.params.get(name, default) is not None else None
-        self.parts.append((tail, "", "", in_query, None))
+        self.parts.append(Part(literal=tail, kind="", name="", in_query=in_query, default=None))
 
     def render(
         self,

@@ -181,6 +181,7 @@ class RuleTable:
 
     def decide(
         self,
+        *,
         method: str,
         scheme: str,
         host: str | None,
@@ -211,7 +212,9 @@ class RuleTable:
                 tails = _raw_tails(path, raw, groups) if raw is not None else None
                 rendered = rule.template.render(groups, params, raw=tails)
                 if rendered is not None:
-                    location = self._location(rendered, rule.query, root_path, query_string, origin)
+                    location = self._location(
+                        rendered, mode=rule.query, root_path=root_path, query_string=query_string, origin=origin
+                    )
                     if location is not None:
                         return Decision(rule.statuses[0 if get else 1], location, rule.if_not_found, rule=rule.index)
         if origin is not None:
@@ -235,7 +238,16 @@ class RuleTable:
         raw = _raw(root_path + path, raw_path)
         if raw is not None:
             raw_other = (raw + "/" if self.trailing_slash == "append" else raw.rstrip("/") or "/").encode("ascii")
-        ruled = self.decide(method, scheme, host, other, root_path, query_string, raw_other, slash=False)
+        ruled = self.decide(
+            method=method,
+            scheme=scheme,
+            host=host,
+            path=other,
+            root_path=root_path,
+            query_string=query_string,
+            raw_path=raw_other,
+            slash=False,
+        )
         if ruled is not None and not ruled.if_not_found:
             return replace(ruled, via_slash=True)
         raw_copy = _raw(root_path + other, raw_other) if raw_other is not None else None
@@ -247,6 +259,7 @@ class RuleTable:
     def _location(
         self,
         rendered: str,
+        *,
         mode: str,
         root_path: str,
         query_string: bytes,
