@@ -72,7 +72,7 @@ def _to_matcher(pattern: PathPattern, option: str) -> Matcher:
     # '/api/*': what the route '/api' receives, and every path that goes on with '/' after it,
     # whatever follows. That covers what a Mount('/api') receives, and also what its '.*' refuses
     # but a route such as '/api/{name}' takes ('/api/a\nb'). Never '/apix'. compile_path ends a
-    # path's regex with '$'; the router tests in tests/test_paths_router.py fail if that changes.
+    # path's regex with '$'; the router tests in tests/app/test_paths_router.py fail if that changes.
     return re.compile(route.pattern.removesuffix("$") + "(?:/|$)", route.flags).match
 
 

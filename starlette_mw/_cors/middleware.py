@@ -45,7 +45,7 @@ class _Policy:
     Starlette decides (its settings, `simple_headers`, `is_allowed_origin`) and answers preflights
     itself; its `send` then edits the response start through `MutableHeaders`, one scan of the
     headers per edit. `edit()` gives the same edits, made in one pass by `_CORSSend`;
-    a property test (`tests/test_properties.py`) holds the two to the same headers for any response.
+    a property test (`tests/fuzz/test_properties.py`) holds the two to the same headers for any response.
     """
 
     __slots__ = ("any_origin", "cors", "explicit", "named", "refused", "simple", "simple_names", "with_origin")

@@ -1,6 +1,6 @@
 """Every private name of asyncio and anyio that `HTTPMiddleware`'s engine touches, each with a fallback.
 
-Nothing outside this module may use a private name of either library (tests/test_asyncio_private.py
+Nothing outside this module may use a private name of either library (tests/engine/test_asyncio_private.py
 checks the whole package with `ast`). What is here, and what happens without it:
 
 - `asyncio.tasks._enter_task` / `_leave_task` (Python 3.11 only): make the app's task current while

@@ -26,7 +26,7 @@ from starlette_mw import CallNext, HTTPMiddleware, TimingMiddleware, describe
 from starlette_mw.testing.tracing import trace
 
 LiveServer = Callable[[ASGIApp], str]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Backend = Literal["asyncio", "trio"]
 
 

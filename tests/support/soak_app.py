@@ -1,6 +1,6 @@
 """The app the soak test loads under uvicorn in a process of its own: the package's whole stack.
 
-`python -m uvicorn --app-dir tests --factory soak_app:make_app`. Its routes answer plainly, stream,
+`python -m uvicorn --app-dir tests/support --factory soak_app:make_app`. Its routes answer plainly, stream,
 run background tasks, redirect through 1,000 rules and fail on purpose; `/stats` reports what
 the background tasks and streams did, and the server's own memory, so the test can check them.
 """

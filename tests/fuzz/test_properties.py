@@ -15,10 +15,10 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
+from redirect_calls import call
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from test_redirects import call
 
 from starlette_mw import CORSMiddleware, Redirect, RedirectMiddleware
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def anyio_backend() -> str:
-    """Pure decisions, no concurrency: one backend is enough here (tests/test_fuzz.py runs both)."""
+    """Pure decisions, no concurrency: one backend is enough here (tests/fuzz/test_fuzz.py runs both)."""
     return "asyncio"
 
 

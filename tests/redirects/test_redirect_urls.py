@@ -12,7 +12,7 @@ import pytest
 from ada_url import URL, join_url
 from hypothesis import given
 from hypothesis import strategies as st
-from test_redirects import call, make_app
+from redirect_calls import call, make_app
 
 from starlette_mw import Redirect, RedirectMiddleware
 

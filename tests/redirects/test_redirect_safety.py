@@ -16,12 +16,12 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 from browser import Browser
+from redirect_calls import call
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from test_redirects import call
 from wire import exchange
 
 from starlette_mw import Redirect, RedirectMiddleware

@@ -1,7 +1,7 @@
 """`starlette_mw/_engine/asyncio_private.py` is the one module that touches private names of asyncio or anyio.
 
 The engine's behaviour through its fallback (the ordinary task start) is covered by running
-tests/test_tasks.py and tests/test_tasks_cancellation.py both ways (the `engine_start` fixture).
+tests/engine/test_tasks.py and tests/engine/test_tasks_cancellation.py both ways (the `engine_start` fixture).
 """
 
 from __future__ import annotations

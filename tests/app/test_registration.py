@@ -34,8 +34,8 @@ from starlette_mw import (
     TimingMiddleware,
 )
 
-TESTS = Path(__file__).resolve().parent
-# What tests/bad_config_app.py builds for each BAD_CONFIG_ENTRY.
+SUPPORT = Path(__file__).resolve().parent.parent / "support"
+# What tests/support/bad_config_app.py builds for each BAD_CONFIG_ENTRY.
 UVICORN_ENTRY_POINTS = ("App(middleware=[...])", "App().add_middleware", "install(FastAPI()).add_middleware")
 
 
@@ -247,7 +247,7 @@ def test_uvicorn_does_not_start_an_app_with_a_bad_option(entry: str, tmp_path: P
     log = tmp_path / "uvicorn.log"
     command = [
         sys.executable,
-        *("-m", "uvicorn", "--app-dir", str(TESTS), "bad_config_app:app"),
+        *("-m", "uvicorn", "--app-dir", str(SUPPORT), "bad_config_app:app"),
         *("--host", "127.0.0.1", "--port", str(port)),
     ]
     listened = exited = False

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+SUPPORT = Path(__file__).resolve().parent
 
 
 @contextlib.contextmanager
@@ -22,7 +22,7 @@ def uvicorn_process(factory: str, log: Path) -> Iterator[str]:
         port = probe.getsockname()[1]
     command = [
         sys.executable,
-        *("-m", "uvicorn", "--app-dir", str(TESTS), "--factory", factory),
+        *("-m", "uvicorn", "--app-dir", str(SUPPORT), "--factory", factory),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
     ]
     with log.open("wb") as output:
