@@ -3,7 +3,7 @@
 Starlette's `BaseHTTPMiddleware` runs the app in a task and carries every message of the
 response through a memory stream to the dispatch task, which sends it on. Here the app also
 runs in a task of its own (dispatch must get its response while the app is still running; the
-task starts eagerly, see `_tasks.py`), but once dispatch returns the response that `call_next`
+task starts eagerly, see `tasks.py`), but once dispatch returns the response that `call_next`
 gave it, the app's task sends the rest of the response to the server itself: no stream, no task
 switch per chunk, and the messages go out as the app wrote them. Only when dispatch reads the
 body itself (or returns another response) does the body travel through a stream, as it does in

@@ -16,7 +16,7 @@ redirect back to the URL it came from counts as a loop: a rule that sends its ow
 itself (`Redirect("/a", "/a")`) is a mistake, refused although at request time it passes requests on.
 
 Query parameters (issue 15). A second run follows redirects as they happen at request time, where
-a Location that resolves to the request's own URL is not sent (see `_redirect_urls.py`): Locations
+a Location that resolves to the request's own URL is not sent (see `urls.py`): Locations
 are resolved as a browser resolves them ('.', '..' and '%2e' segments, escapes), and a redirect to
 the request itself ends the chain, since the request then goes on to the app. It starts with no
 query at all, and from each sample path of each rule that uses a query parameter with each of

@@ -55,7 +55,7 @@ class RedirectMiddleware(PlainMiddleware):
     A Location is a path on the same host unless a rule names a host; the scheme is the ASGI
     scope's (so proxy headers count only where the server trusts them). A request that a rule
     cannot redirect safely, or only to its own URL, goes on to the app unchanged. Rule sets that redirect in a loop are
-    refused when the middleware is built (see `_redirect_loops.py` for what is checked).
+    refused when the middleware is built (see `loops.py` for what is checked).
 
     Put a CORS middleware outside this one: a browser follows a redirect of a cross-origin
     `fetch()` only if the redirect carries the CORS headers. Built with one inside it, it logs a

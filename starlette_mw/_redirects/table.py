@@ -1,6 +1,6 @@
 """The checked rules of a `RedirectMiddleware`, and the answer to a request: which rule, what Location.
 
-Path rules are found through `PathIndex` (see `_redirect_index.py`); host and scheme rules are
+Path rules are found through `PathIndex` (see `index.py`); host and scheme rules are
 dictionaries keyed by the request's host name and scheme.
 """
 
