@@ -62,7 +62,9 @@ _ROLES: dict[type, str] = {StarletteCORSMiddleware: "cors"}
 def role_of(layer: Any) -> str | None:
     """The role `layer` plays in the order rules: its class's `order_role`, or one given here."""
     role: str | None = getattr(type(layer), "order_role", None)
-    return role if role is not None else _ROLES.get(type(layer))
+    if role is None:
+        role = next((role for cls, role in _ROLES.items() if isinstance(layer, cls)), None)
+    return role
 
 
 def check_order(layer: Any) -> None:
