@@ -1,14 +1,13 @@
 """Starlette middleware done properly: `@app.middleware("http")` back, and cheap."""
 
-from starlette_mw.base import CallNext, DispatchFunction, HTTPMiddleware
-from starlette_mw.cors import CORSMiddleware, CORSPolicy
-from starlette_mw.decorator import App, MiddlewareMixin, middleware
-from starlette_mw.describe import Stack, describe
-from starlette_mw.errors import install
-from starlette_mw.paths import PathFilter
-from starlette_mw.redirects import Redirect, RedirectMiddleware, load_redirects
-from starlette_mw.routers import add_middleware
-from starlette_mw.timing import Timer, TimingAllowOrigin, TimingMiddleware, record_timing, timing
+from starlette_mw._app.decorator import App, MiddlewareMixin, install, middleware
+from starlette_mw._app.routers import add_middleware
+from starlette_mw._app.stack import Stack, describe
+from starlette_mw._cors.middleware import CORSMiddleware, CORSPolicy
+from starlette_mw._engine.http_middleware import CallNext, DispatchFunction, HTTPMiddleware
+from starlette_mw._paths import PathFilter
+from starlette_mw._redirects.middleware import Redirect, RedirectMiddleware, load_redirects
+from starlette_mw._timing.middleware import Timer, TimingAllowOrigin, TimingMiddleware, record_timing, timing
 
 __all__ = [
     "App",
@@ -33,3 +32,11 @@ __all__ = [
     "record_timing",
     "timing",
 ]
+
+# Each public object reports the package as its home, as httpx's do: tracebacks, `repr` and the docs
+# show `starlette_mw.CORSPolicy`, not the private module that happens to define it.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or (callable(_value) and hasattr(_value, "__code__")):
+        _value.__module__ = "starlette_mw"
+del _name, _value

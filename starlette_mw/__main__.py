@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from starlette_mw.describe import describe
+from starlette_mw._app.stack import describe
 
 
 def _load(target: str) -> object:

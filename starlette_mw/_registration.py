@@ -15,13 +15,15 @@ a middleware is added: there the errors still come when the stack is built.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["CheckedOptions", "check_middleware"]
+__all__ = ["CheckedOptions", "check_dispatch", "check_middleware", "is_async"]
 
 
 async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,3 +53,28 @@ def check_middleware(middleware: Iterable[Middleware]) -> None:
     for cls, args, kwargs in middleware:
         if isinstance(cls, type) and issubclass(cls, CheckedOptions):
             cls.check_options(*args, **kwargs)
+
+
+def is_async(func: Any) -> bool:
+    """An `async def` function, a partial of one, or an object whose `__call__` is one (as FastAPI allows)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+def check_dispatch(func: Any) -> None:
+    """Refuse a dispatch function that `call_next` could not run: not async, or not of (request, call_next)."""
+    name = getattr(func, "__qualname__", repr(func))
+    if not is_async(func):
+        raise TypeError(
+            f"Middleware function {name!r} is not an 'async def' function; "
+            "write it as 'async def f(request, call_next)' and await call_next(request) inside."
+        )
+    try:
+        signature = inspect.signature(func)
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"Middleware function {name!r} takes {signature}; "
+            "it must take two parameters, as in 'async def f(request, call_next)'."
+        ) from None

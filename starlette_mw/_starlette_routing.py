@@ -2,7 +2,7 @@
 
 `starlette._utils.get_route_path` is what `Route.matches`, `Mount.matches` and the router's
 slash redirect call; using it is what keeps `include=` / `exclude=` on the paths the routes see.
-A Starlette without it gets `own_route_path`, which answers the same (tests/test_paths_router.py
+A Starlette without it gets `own_route_path`, which answers the same (tests/app/test_paths_router.py
 holds both to the router).
 """
 
@@ -29,5 +29,5 @@ def own_route_path(scope: Scope) -> str:
 route_path: Callable[[Scope], str]
 try:
     from starlette._utils import get_route_path as route_path
-except ImportError:  # a Starlette that moved it (tests/test_paths_router.py runs the fallback too)
+except ImportError:  # a Starlette that moved it (tests/app/test_paths_router.py runs the fallback too)
     route_path = own_route_path

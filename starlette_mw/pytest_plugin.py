@@ -20,7 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from starlette_mw.tracing import Trace, trace
+from starlette_mw.testing.tracing import Trace, trace
 
 __all__ = ["mw_async_client", "mw_client", "mw_live_server", "mw_trace"]
 
@@ -33,7 +33,7 @@ def mw_client() -> Iterator[Callable[..., Any]]:
     not followed unless asked, so a test sees them. `raise_server_exceptions=False` gives the 500
     a browser would get instead of the exception.
     """
-    from starlette_mw._clients import testclient_class
+    from starlette_mw.testing.clients import testclient_class
 
     test_client = testclient_class()
     with ExitStack() as clients:  # each closed, the last made first, even if one fails to close
@@ -56,7 +56,7 @@ def mw_async_client() -> Callable[..., AbstractAsyncContextManager[Any]]:
     Same options as `mw_client`; the app's lifespan runs around the block (`run_lifespan=False`
     to skip it). Uses httpx2 when installed, as Starlette's TestClient does, otherwise httpx.
     """
-    from starlette_mw._clients import async_client
+    from starlette_mw.testing.clients import async_client
 
     return async_client
 
@@ -68,7 +68,7 @@ def mw_live_server() -> Iterator[Callable[..., str]]:
     Stops when the test ends, as uvicorn does on Ctrl-C (requests in flight finish, lifespan
     shutdown runs). Fails with the reason if uvicorn cannot start.
     """
-    from starlette_mw._live import LiveServer
+    from starlette_mw.testing.live import LiveServer
 
     with ExitStack() as servers:
 

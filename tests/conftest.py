@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -8,6 +10,10 @@ from hypothesis import Phase, settings
 
 if TYPE_CHECKING:
     from browser import Browser, TwoOrigins
+
+# Helpers that are not tests (a raw ASGI peer, the browser, apps that uvicorn loads in a process
+# of their own) live in tests/support/; the tests import them by name, as `from wire import exchange`.
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 # The plugin's tests run pytest in a subprocess, as a user would. (The package's own plugin,
 # with `mw_client`, `mw_live_server` and the rest, loads through its entry point.)
@@ -29,7 +35,7 @@ settings.load_profile("default")
 def engine_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the app's task started eagerly (as on this Python), then the ordinary way:
     the fallback taken where the private names Python 3.11 needs are missing, or a task factory is set."""
-    from starlette_mw import _tasks
+    from starlette_mw._engine import tasks as _tasks
 
     if request.param == "ordinary":
         monkeypatch.setattr(_tasks, "EAGER_START", False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import functools
+import importlib.util
 import re
 import subprocess
 import sys
@@ -78,6 +79,15 @@ def test_every_public_name_has_an_api_reference_entry() -> None:
     reference = (DOCS / "reference.md").read_text()
     documented = set(re.findall(r"^::: starlette_mw\.(\w+)$", reference, re.M))
     assert documented == set(starlette_mw.__all__)
+
+
+def test_the_layers_picture_is_what_its_script_draws() -> None:
+    # docs/images/make_layers_svg.py draws the picture of how-it-is-built.md; rerun it after a change.
+    spec = importlib.util.spec_from_file_location("make_layers_svg", DOCS / "images" / "make_layers_svg.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert (DOCS / "images" / "layers.svg").read_text() == script.render()
 
 
 def test_the_docs_plot_is_the_benchmarks_plot() -> None:

@@ -1,0 +1,298 @@
+"""The task the app runs in behind `HTTPMiddleware`, started eagerly on asyncio.
+
+`call_next` must return while the app is still running, so the app needs a task of its own.
+Starting one costs little; waiting for it to be scheduled costs passes of the event loop, and
+most apps answer without ever waiting on I/O. So on asyncio the app's coroutine takes its first
+step at once, inline, but *as its own task*: `asyncio.current_task()` is the app's task, and it
+runs in the task's own context.
+
+On Python 3.12 and newer this is asyncio's public eager start (`asyncio.Task(..., eager_start=True)`):
+the first step runs inline, and once the app waits on anything its task is an ordinary task.
+Python 3.11 has no public way to make a task current, so there the request's task steps the app
+inline through asyncio's private `_enter_task` / `_leave_task` (kept in `asyncio_private.py`), and
+goes on stepping it for as long as the app only waits on things that are already done (the
+middleware's own events, mostly); as soon as the app waits on anything else, its task takes over,
+exactly where the app stopped. Without those names, or with a task factory on the loop (which may
+wrap the coroutine, as Sentry's does), the app's task starts the ordinary way. On trio the app runs
+in a system task; either way the middleware joins it before the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import anyio
+
+from starlette_mw._engine import asyncio_private as _asyncio_private
+
+# Whether the app's task starts eagerly on asyncio; tests turn it off to run the engine through
+# the ordinary start, the fallback of every Python without the private names 3.11 needs.
+EAGER_START = sys.version_info >= (3, 12) or _asyncio_private.CAN_STEP_AS_TASK
+
+# At most this many inline steps in a row (3.11): a coroutine that keeps yielding futures that are
+# already done is handed to its task, which lets the loop run between steps as asyncio always does.
+MAX_INLINE_STEPS = 100
+
+
+class Flag:
+    """A one-way event, as `anyio.Event`, that costs nothing until somebody has to wait for it.
+
+    Most requests set every flag before anyone waits (the app answers at once). A wait that has
+    to block waits on a bare future of its own on asyncio (which the app's eager steps can see is
+    done), on an anyio event elsewhere.
+    """
+
+    __slots__ = ("event", "futures", "value")
+
+    def __init__(self) -> None:
+        self.value = False
+        self.futures: list[asyncio.Future[None]] | None = None
+        self.event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self.value = True
+        if self.futures is not None:
+            for future in self.futures:
+                if not future.done():  # a cancelled waiter leaves a cancelled future
+                    future.set_result(None)
+        if self.event is not None:
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.value
+
+    async def wait(self) -> None:
+        if self.value:
+            return
+        try:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # not asyncio
+            if self.event is None:
+                self.event = anyio.Event()
+            await self.event.wait()
+            return
+        # One future per waiter: asyncio cancels the future a cancelled task waits on.
+        if self.futures is None:
+            self.futures = []
+        self.futures.append(future)
+        try:
+            await future
+        finally:
+            self.futures.remove(future)
+
+
+_SHIELD_POLL_SECONDS = 0.005
+
+_NOTHING: Any = object()  # the app has not been stepped yet, or its task holds what it waits on
+
+
+class _EagerCoroutine(Coroutine[Any, Any, None]):
+    """The app's coroutine as its asyncio task sees it.
+
+    Steps taken inline before the task first runs are replayed to it: its first step receives
+    what the app was last waiting on, or learns that the app has already finished.
+    """
+
+    __slots__ = ("coro", "owned", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.coro = coro
+        self.owned = False  # the task has taken its first step: no more inline steps
+        self.waiting_on: Any = _NOTHING
+
+    def send(self, value: Any) -> Any:
+        if not self.owned:
+            self.owned = True
+            if self.done:  # the app finished inline; `AppTask.join` has what it left
+                raise StopIteration
+            if self.waiting_on is not _NOTHING:
+                waiting_on, self.waiting_on = self.waiting_on, _NOTHING
+                return waiting_on  # the task now waits on it, as if the app had just yielded it
+        return self.coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self.owned = True
+        try:
+            if self.done:
+                raise args[0] if len(args) == 1 else args[1]
+            return self.coro.throw(*args)
+        finally:
+            # The StopIteration that ends the app keeps this frame in its traceback; holding the
+            # CancelledError thrown in (and through its traceback every frame of the app, with the
+            # app's own objects: a streaming body's generator) would leave them all to the cycle
+            # collector, and the generator's `finally` would run whenever that comes (Python 3.12).
+            del args
+
+    def close(self) -> None:
+        self.coro.close()
+
+    @property
+    def done(self) -> bool:
+        return inspect.getcoroutinestate(self.coro) == inspect.CORO_CLOSED
+
+    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - only a task drives it
+        raise TypeError("the app's coroutine is driven by its task")
+
+    # What asyncio reads of a task's coroutine for its repr() and get_stack().
+    def __getattr__(self, name: str) -> Any:
+        if name in _COROUTINE_ATTRIBUTES:
+            return getattr(self.coro, name)
+        raise AttributeError(name)
+
+
+_COROUTINE_ATTRIBUTES = frozenset({"__name__", "__qualname__", "cr_code", "cr_frame", "cr_await", "cr_running"})
+
+
+class AppTask:
+    """The app's task: started at once, stepped inline while it can be, joined at the end."""
+
+    __slots__ = ("cancelled", "cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
+
+    def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.scope: anyio.CancelScope | None = None  # trio: the system task is cancelled through it
+        self.cancelling = False
+        self.finished = Flag()
+        self.error: BaseException | None = None
+        self.eager: _EagerCoroutine | None = None
+        self.cancelled: type[BaseException] = asyncio.CancelledError
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            self.loop = None
+            import trio
+
+            self.cancelled = trio.Cancelled
+            self.scope = anyio.CancelScope()
+            trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
+            return
+        self.context = contextvars.copy_context()
+        if not EAGER_START or self.loop.get_task_factory() is not None:
+            # A task factory may wrap the coroutine in one of its own (Sentry's does), which no
+            # inline step can drive: the task starts the ordinary way.
+            coro = self.run(function)
+            self.task = self.loop.create_task(coro, context=self.context)
+            # A task cancelled (or failed by the factory's wrapper) before `run` began never sets `finished`.
+            self.task.add_done_callback(functools.partial(self._ended, coro))
+            return
+        if sys.version_info >= (3, 12):
+            self.task = asyncio.Task(self.run(function), loop=self.loop, context=self.context, eager_start=True)
+            return
+        self.eager = _EagerCoroutine(self.run(function))
+        self.task = self.loop.create_task(self.eager, context=self.context)
+
+    async def run(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # Nothing may escape: a trio system task that raises crashes the whole run, and on asyncio
+        # nobody awaits the task. `join` raises it in the request's task instead.
+        try:
+            if self.scope is None:
+                await function()
+            else:
+                with self.scope:
+                    await function()
+        except BaseException as exc:
+            if not (self.cancelling and isinstance(exc, asyncio.CancelledError)):
+                self.error = exc
+        finally:
+            self.finished.set()
+
+    def _ended(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[Any]) -> None:
+        if self.finished.is_set():
+            return
+        coro.close()  # never started: no "never awaited" warning
+        if not task.cancelled():
+            self.error = task.exception()
+        elif not self.cancelling:
+            self.error = asyncio.CancelledError()
+        self.finished.set()
+
+    def step(self) -> None:
+        """Python 3.11: run the app inline, as its task, while it waits only on futures that are already done.
+
+        Anything else it yields (a pending future, a bare `yield` that lets the loop run, a bad
+        yield) is left to its task, which takes over with asyncio's own handling of it; so is a
+        cancellation of the task, and the app after `MAX_INLINE_STEPS` steps in a row.
+        """
+        eager = self.eager
+        if eager is None or eager.owned or self.finished.is_set() or self.cancelling or self.task.cancelling():
+            return
+        waiting_on = eager.waiting_on
+        if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
+            return
+        assert self.loop is not None
+        caller = asyncio.current_task(self.loop)
+        assert caller is not None
+        send = functools.partial(self.context.run, eager.coro.send, None)
+        for _ in range(MAX_INLINE_STEPS):
+            if waiting_on is not _NOTHING:
+                _asyncio_private.resuming(waiting_on)
+            try:
+                waiting_on = _asyncio_private.step_as(self.loop, self.task, caller, send)
+            except StopIteration:  # `run` lets nothing else out, and has set `finished`
+                return
+            if not (asyncio.isfuture(waiting_on) and waiting_on.done()) or self.task.cancelling():
+                break
+        eager.waiting_on = waiting_on
+
+    def cancel(self) -> None:
+        """Cancel the app (if it has not finished) as a task group's cancel scope would."""
+        if self.finished.is_set():
+            return
+        self.cancelling = True
+        if self.scope is not None:
+            self.scope.cancel()
+        else:
+            self.deliver_cancellation()
+
+    def deliver_cancellation(self) -> None:
+        # What anyio does for a task in a cancelled scope, without a scope around every request
+        # (entering one would cost a third of the whole budget): cancel the task again at every
+        # pass of the loop until it ends, as it may swallow one cancellation; but not while it is
+        # inside a shielded scope, where anyio waits for the shield to end (here: looks again in
+        # a few milliseconds, rather than spinning).
+        if self.finished.is_set():
+            return
+        assert self.loop is not None
+        if _asyncio_private.shielded(self.task):
+            self.loop.call_later(_SHIELD_POLL_SECONDS, self.deliver_cancellation)
+            return
+        if not _asyncio_private.cancellation_pending(self.task):
+            self.task.cancel()
+        self.loop.call_soon(self.deliver_cancellation)
+
+    async def join(self) -> None:
+        """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
+        self.step()
+        if not self.finished.is_set():
+            try:
+                await self.finished.wait()
+            except self.cancelled:
+                # The request is cancelled: stop the app, and wait for it.
+                self.cancel()
+                await self.wait_despite_cancellation()
+                raise
+            except BaseException:
+                self.cancel()  # stop the app, and let the failure out at once
+                raise
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    async def wait_despite_cancellation(self) -> None:
+        """Wait for the app to end, however often this task is cancelled again meanwhile.
+
+        A shield stops anyio's cancellation, not asyncio's own. Each cancellation is one pass of
+        the loop, so this waits rather than spins; anything but a cancellation (the wait itself
+        failing) propagates with its traceback instead of being retried.
+        """
+        while not self.finished.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.finished.wait()
+            except self.cancelled:
+                continue
