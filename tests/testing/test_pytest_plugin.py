@@ -212,7 +212,7 @@ def test_collection_imports_no_server_and_no_http_client(pytester: pytest.Pytest
     )
     result = pytester.runpytest_subprocess("--collect-only", "-s", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["HEAVY MODULES: []"])
-    assert "starlette_mw.pytest_plugin" in pytester.runpytest_subprocess("--trace-config", "--co").stdout.str()
+    assert "starlette_mw.testing.pytest_plugin" in pytester.runpytest_subprocess("--trace-config", "--co").stdout.str()
 
 
 @pytest.mark.parametrize(
