@@ -222,7 +222,7 @@ def test_an_origin_costs_its_length_whatever_repeats_the_pattern_nests() -> None
         """
         import json, sys
         sys.path[:0] = json.loads(sys.argv[2])
-        from tests.test_origin_regex import CORSMiddleware, _ok, allowed
+        from tests.cors.test_origin_regex import CORSMiddleware, _ok, allowed
         for pattern, origin in json.loads(sys.argv[1]):
             middleware = CORSMiddleware(_ok, allow_origin_regex=pattern)
             assert not allowed(middleware, origin, preflight=False)
