@@ -128,12 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("| form | instructions / request | bare / form |")
     print("|---|---:|---:|")
-    bare = None
+    costs: dict[str, float] = {}
     for variant in STACKS:
         counts = [count(variant.import_string, requests, args.http) for requests in (args.requests, 0)]
-        per_request = (counts[0] - counts[1]) / args.requests
-        bare = bare or per_request
-        print(f"| {variant.label} | {per_request:,.0f} | {bare / per_request:.3f} |", flush=True)
+        costs[variant.factory.__name__] = per_request = (counts[0] - counts[1]) / args.requests
+        print(f"| {variant.label} | {per_request:,.0f} | {costs['bare'] / per_request:.3f} |", flush=True)
+    print(
+        f"\nThe package's stack keeps {costs['headers_only'] / costs['package']:.3f} of the same-headers reference "
+        f"(the endpoint sending its headers with no middleware); the hand-written plain-ASGI stack keeps "
+        f"{costs['headers_only'] / costs['expert']:.3f}. The package's stack costs "
+        f"{costs['package'] / costs['expert']:.3f} of the hand-written stack's instructions."
+    )
     return 0
 
 

@@ -42,8 +42,13 @@ class RatioCheck:
         return f"{self.numerator} overhead / {self.denominator} overhead"
 
 
+# What HTTPMiddleware's overhead should come to, as a share of BaseHTTPMiddleware's, on this Python:
+# an eighth where asyncio starts a task eagerly through a public API (3.12+), a sixth on 3.11.
+HTTP_MIDDLEWARE_AIM = Fraction(1, 8) if sys.version_info >= (3, 12) else Fraction(1, 6)
+
 CHECKS: tuple[RatioCheck, ...] = (
-    # A sixth on every Python for now; an eighth on 3.12+ (public eager start) is a target not yet met.
+    # A sixth on every Python for now: the eighth aimed at on 3.12+ (HTTP_MIDDLEWARE_AIM) is not met yet,
+    # so it is printed, not checked.
     RatioCheck(numerator="HTTPMiddleware", denominator="BaseHTTPMiddleware", target=Fraction(1, 6)),
     RatioCheck(numerator="TimingMiddleware", denominator="CORSMiddleware (Starlette)", target=Fraction(3, 2)),
     RatioCheck(
@@ -184,6 +189,15 @@ def report(results: dict[str, list[float]], baseline: str, checks: Sequence[Rati
         ok = ratio <= check.target
         passed = passed and ok
         print(f"| {check.name} | {ratio:.3f} | {target} | {'PASS' if ok else 'FAIL'} |")
+    base_overhead = extra["BaseHTTPMiddleware"]
+    if base_overhead > 0:
+        ratio = extra["HTTPMiddleware"] / base_overhead
+        met = "met" if ratio <= HTTP_MIDDLEWARE_AIM else "not met"
+        print(
+            f"\nPython {sys.version_info[0]}.{sys.version_info[1]}: HTTPMiddleware overhead / BaseHTTPMiddleware "
+            f"overhead {ratio:.3f}; the aim on this Python is {HTTP_MIDDLEWARE_AIM} "
+            f"({float(HTTP_MIDDLEWARE_AIM):.3f}): {met}."
+        )
     return passed
 
 

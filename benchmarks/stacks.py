@@ -10,6 +10,9 @@ writing, in the forms a user chooses between:
 - `package`: this package's `TimingMiddleware`, `RedirectMiddleware` with 1,000 rules and
   `CORSMiddleware` with the "strict" preset: the tutorial's CORS policy (named origins, no
   credentials, simple methods);
+- `expert`: what an engineer would write by hand for the same job, in plain ASGI with no code of
+  this package: Starlette's `CORSMiddleware` with the "strict" preset's policy, a middleware that
+  adds X-Process-Time to the response start, and a dictionary lookup for the 1,000 redirects;
 - `headers_only`: no middleware, but the endpoint returns the headers that `package` adds: what
   the server's writing of those headers costs by itself, the best any middleware adding them can do.
 
@@ -24,20 +27,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import starlette_mw
 from benchmarks.apps import ORIGIN, Variant
 from benchmarks.overhead import make_receive, make_scope
 from starlette_mw import App, CallNext, Redirect, RedirectMiddleware, TimingMiddleware
 
-__all__ = ["LEGACY", "STACKS", "bare", "decorator", "headers_only", "package", "tutorial"]
+__all__ = ["LEGACY", "STACKS", "bare", "decorator", "expert", "headers_only", "package", "tutorial"]
 
 # 1,000 legacy URLs, as a site that moved its pages keeps them.
 LEGACY = {f"/archive/{year}/{n}": f"/posts/{year}-{n}" for year in range(2000, 2010) for n in range(100)}
@@ -101,6 +105,54 @@ def package() -> Starlette:
     )
 
 
+class ProcessTime:
+    """X-Process-Time on the response start, in plain ASGI: the header the tutorial's function adds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def send_with_time(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("X-Process-Time", f"{time.perf_counter() - start:.6f}")
+            await send(message)
+
+        await self.app(scope, receive, send_with_time)
+
+
+class LegacyRedirects:
+    """The redirects as a dictionary of old paths, in plain ASGI: 301 for GET and HEAD, 308 otherwise."""
+
+    def __init__(self, app: ASGIApp, *, targets: dict[str, str]) -> None:
+        self.app = app
+        self.targets = targets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = self.targets.get(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        status = 301 if scope["method"] in ("GET", "HEAD") else 308
+        await RedirectResponse(target, status_code=status)(scope, receive, send)
+
+
+def expert() -> Starlette:
+    return Starlette(
+        routes=ROUTES,
+        middleware=[
+            # The "strict" preset's policy, written out.
+            Middleware(CORSMiddleware, allow_origins=[ORIGIN], allow_methods=["GET", "HEAD"], max_age=600),
+            Middleware(LegacyRedirects, targets=LEGACY),
+            Middleware(ProcessTime),
+        ],
+    )
+
+
 def added_headers() -> list[tuple[bytes, bytes]]:
     """The headers `package` adds to the bare app's response to a benchmark request, from one in-process call."""
 
@@ -140,5 +192,6 @@ STACKS: tuple[Variant, ...] = (
     Variant(label="FastAPI-tutorial way (BaseHTTPMiddleware x2, Starlette CORS)", factory=tutorial),
     Variant(label="starlette_mw decorator (same functions, Starlette CORS)", factory=decorator),
     Variant(label="starlette_mw middleware (Timing, Redirect 1,000 rules, CORS preset)", factory=package),
+    Variant(label="hand-written plain ASGI (Starlette CORS, process time, dict redirects)", factory=expert),
     Variant(label="no middleware, the endpoint sending the same headers", factory=headers_only),
 )

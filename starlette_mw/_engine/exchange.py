@@ -136,7 +136,8 @@ class Exchange:
             self.mode = FORWARD  # the app's task sends the rest
             self.decided.set()
             assert self.app_task is not None
-            self.app_task.step()
+            if self.app_task.eager is not None:
+                self.app_task.step()
             if response.background is not None:
                 # Dispatch's background task runs here, not inside the app's last send(): the app
                 # may cancel the task that sends once the client has gone (a StreamingResponse
@@ -155,8 +156,10 @@ class Exchange:
             raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
         self.called = True
         self.app_task = AppTask(self.run_app)
-        self.app_task.step()
-        await self.started.wait()
+        if self.app_task.eager is not None:  # Python 3.11's inline steps; 3.12 started it eagerly
+            self.app_task.step()
+        if not self.started.value:  # the app mostly starts its response in its eager first step
+            await self.started.wait()
         if self.start is None:
             if self.app_exc is not None:
                 app_exc, self.app_exc = self.app_exc, None

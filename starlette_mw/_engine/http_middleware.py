@@ -48,7 +48,7 @@ class HTTPMiddleware(CheckedOptions, BaseHTTPMiddleware):
         self.paths = PathFilter(include, exclude)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.paths(scope):
+        if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
             await self.app(scope, receive, send)
             return
         await Exchange(self.app, scope, receive, send).run(self.dispatch_func)

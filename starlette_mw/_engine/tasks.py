@@ -267,10 +267,17 @@ class AppTask:
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
-        self.step()
-        if not self.finished.is_set():
+        if self.eager is not None:
+            self.step()
+        if not self.finished.value:
             try:
-                await self.finished.wait()
+                if self.loop is not None:
+                    # Dispatch has just woken the app's task, which mostly finishes in the next pass
+                    # of the loop: one bare pass, queued behind it, then finds it done. Waiting on
+                    # `finished` instead costs a future, and a second pass to wake this task.
+                    await asyncio.sleep(0)
+                if not self.finished.value:
+                    await self.finished.wait()
             except self.cancelled:
                 # The request is cancelled: stop the app, and wait for it.
                 self.cancel()
