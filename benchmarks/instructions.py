@@ -84,26 +84,19 @@ async def serve(import_string: str, requests: int, http: str) -> None:
         raise RuntimeError(f"{import_string} did not answer 200: {transport.written[0]!r}")
 
 
-def count(import_string: str, requests: int, http: str) -> int:
-    """The instructions valgrind counts for the whole process: start, warm-up, then `requests`."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--serve",
-        import_string,
-        "--requests",
-        str(requests),
-        "--http",
-        http,
-    ]
+def callgrind_count(script: str, *arguments: str) -> int:
+    """The instructions valgrind counts for the whole process `python script arguments...`."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script, *arguments]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     match = re.search(r"refs:\s+([\d,]+)", output)
     if match is None:
         raise RuntimeError(f"valgrind printed no instruction count:\n{output}")
     return int(match[1].replace(",", ""))
+
+
+def count(import_string: str, requests: int, http: str) -> int:
+    """The instructions valgrind counts for the whole process: start, warm-up, then `requests`."""
+    return callgrind_count(__file__, "--serve", import_string, "--requests", str(requests), "--http", http)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.apps import VARIANTS
+from benchmarks.instructions import callgrind_count
 from benchmarks.overhead import HTTP_MIDDLEWARE_AIM, check_response, make_receive, make_scope, send
 
 LABELS = ("bare", "BaseHTTPMiddleware", "HTTPMiddleware")
@@ -38,13 +37,7 @@ async def serve(label: str, requests: int) -> None:
 
 
 def count(label: str, requests: int) -> int:
-    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-    command += ["--serve", label, "--requests", str(requests)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stderr
-    match = re.search(r"refs:\s+([\d,]+)", output)
-    if match is None:
-        raise RuntimeError(f"valgrind printed no instruction count:\n{output}")
-    return int(match[1].replace(",", ""))
+    return callgrind_count(__file__, "--serve", label, "--requests", str(requests))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
