@@ -22,12 +22,13 @@ import pytest
 import starlette._utils
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from peer import call_asgi
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 from wire import exchange
 
 import starlette_mw
@@ -216,15 +217,7 @@ async def _call(app: ASGIApp, path: str, root_path: str) -> Outcome:
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 80),
     }
-    messages: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
+    messages = await call_asgi(app, scope)
     headers = dict(messages[0]["headers"])
     assert messages[0]["status"] != 500, (path, root_path)
     return Outcome(

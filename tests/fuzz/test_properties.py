@@ -15,10 +15,11 @@ from urllib.parse import parse_qsl, unquote
 import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
+from peer import call_asgi
 from redirect_calls import call
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw import CORSMiddleware, Redirect, RedirectMiddleware
 
@@ -407,15 +408,7 @@ async def asgi(app: ASGIApp, method: str, headers: list[tuple[str, str]]) -> tup
         "client": ("127.0.0.1", 1234),
         "server": ("127.0.0.1", 443),
     }
-    messages: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        messages.append(message)
-
-    await app(scope, receive, send)
+    messages = await call_asgi(app, scope)
     starts = [message for message in messages if message["type"] == "http.response.start"]
     assert len(starts) == 1
     response_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in starts[0]["headers"]]

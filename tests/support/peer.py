@@ -8,7 +8,7 @@ import pytest
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Scope
+from starlette.types import ASGIApp, Message, Scope
 
 from starlette_mw import CallNext, HTTPMiddleware
 
@@ -18,6 +18,20 @@ MIDDLEWARES = [
     pytest.param(BaseHTTPMiddleware, id="starlette"),
     pytest.param(HTTPMiddleware, id="starlette_mw"),
 ]
+
+
+async def call_asgi(app: ASGIApp, scope: Scope) -> list[Message]:
+    """Every message `app` sends for one request with no body on `scope`, called as plain ASGI."""
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await app(scope, receive, send)
+    return messages
 
 
 async def passthrough(request: Request, call_next: CallNext) -> Response:
