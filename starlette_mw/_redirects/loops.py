@@ -199,7 +199,19 @@ def _follow(
         if (
             decision is None
             or decision.location is None
-            or (guard and repeats(decision.location, decision.status, method, scheme, host, path, None, query))
+            or (
+                guard
+                and repeats(
+                    decision.location,
+                    decision.status,
+                    method=method,
+                    scheme=scheme,
+                    host=host,
+                    path=path,
+                    raw_path=None,
+                    query_string=query,
+                )
+            )
         ):
             ends.update(seen)
             return

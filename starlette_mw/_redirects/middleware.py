@@ -166,12 +166,12 @@ def _repeats(scope: Scope, decision: Decision, host: str | None) -> bool:
     return repeats(
         location,
         decision.status,
-        scope["method"],
-        scope.get("scheme", "http"),
-        host,
-        scope["path"],
-        scope.get("raw_path"),
-        scope["query_string"],
+        method=scope["method"],
+        scheme=scope.get("scheme", "http"),
+        host=host,
+        path=scope["path"],
+        raw_path=scope.get("raw_path"),
+        query_string=scope["query_string"],
     )
 
 

@@ -51,6 +51,7 @@ def next_method(method: str, status: int) -> str:
 def repeats(
     location: str,
     status: int,
+    *,
     method: str,
     scheme: str,
     host: str | None,
