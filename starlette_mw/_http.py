@@ -7,6 +7,7 @@ Origins are checked as browsers serialize them (`scheme://host[:port]`), once at
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 # RFC 6454 section 6.2: scheme "://" host [ ":" port ], in lower case, with no path, no trailing
 # slash and no user info. Browsers compare origins as strings (Fetch's CORS check and Resource
@@ -130,6 +131,18 @@ def check_origin(value: object, option: str) -> str:
         else:
             hint = "write it as scheme://host[:port], as in 'https://app.example.com' or 'http://localhost:3000'"
     raise ValueError(f"{option} origin {value!r} is not an origin a browser would send; {hint}.")
+
+
+def has_any(headers: list[tuple[bytes, bytes]], names: Collection[bytes]) -> bool:
+    """Whether one of `headers` is named one of `names` (given in lower case), in any case.
+
+    Called on every response start: a plain loop, which costs less here than building a set or a
+    dict of the names would.
+    """
+    for name, _ in headers:
+        if name.lower() in names:
+            return True
+    return False
 
 
 def merge_vary(headers: list[tuple[bytes, bytes]], add: bytes | None = None) -> list[tuple[bytes, bytes]]:

@@ -14,8 +14,9 @@ copy of the scope shares (a copy keeps the same object):
   origin it allowed, if a layer announced headers. Whichever of the two edits the start last
   exposes the headers, so the order of the two in the stack does not matter.
 - The error response. Starlette sends its 500 from `ServerErrorMiddleware`, outside every
-  middleware; the error layer that `App` and `install()` add sets `error_wrappers`, where a
-  middleware registers (`wrap_error_response`) the `send` wrapper that puts its headers on it.
+  middleware; the one that `App` and `install()` put in its place (`_app/errors.py`) makes the
+  record and sets `error_edits`, where a middleware registers (`wrap_error_response`) the edit
+  that puts its headers on that response.
 
 A layer that asks makes the record if the scope has none (`record_in`); one that only answers (a
 CORS layer) reads it, and does nothing without one: a request no layer asks about costs it one
@@ -28,45 +29,49 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 
-from starlette.types import Scope, Send
+from starlette.types import Scope
+
+from starlette_mw._http import has_any
 
 __all__ = [
+    "EXPOSURE_HEADERS",
     "SCOPE_KEY",
     "SERVER_TIMING",
+    "Edit",
+    "Headers",
     "RequestRecord",
-    "SendWrapper",
     "allow_origin",
     "announce_headers",
     "headers_added",
     "record_in",
-    "response_started",
-    "send_wrapper_failed",
     "wrap_error_response",
 ]
 
 SCOPE_KEY = "starlette_mw.request"
 SERVER_TIMING = b"Server-Timing"  # as TimingMiddleware names it in the list of exposed headers
 
-SendWrapper = Callable[[Send], Send]
+Headers = list[tuple[bytes, bytes]]
+Edit = Callable[[Headers], Headers]
+"""A middleware's change to a response start: takes its headers (a list of its own to change) and returns them."""
 
 logger = logging.getLogger("starlette_mw")
 _warned: weakref.WeakSet[object] = weakref.WeakSet()
 
 
 class RequestRecord:
-    """What the package's layers share about one request."""
+    """What the package's layers share about one request.
 
-    __slots__ = ("added", "cors_origin", "error_wrappers", "exposed")
+    Made for every request: its fields are class attributes until a layer sets them.
+    """
 
-    def __init__(self) -> None:
-        # Response headers a layer will add that a page on an allowed origin should read, whether
-        # it has added them yet, and the origin a CORS layer inside that one allowed.
-        self.exposed: Sequence[bytes] = ()
-        self.added = False
-        self.cors_origin: bytes | None = None
-        # Set by the error layer: each middleware's wrapper for the error response, in the order
-        # they registered (None for one whose wrapper raised for this request).
-        self.error_wrappers: dict[object, SendWrapper | None] | None = None
+    # Response headers a layer will add that a page on an allowed origin should read, whether it
+    # has added them yet, and the origin a CORS layer inside that one allowed.
+    exposed: Sequence[bytes] = ()
+    added = False
+    cors_origin: bytes | None = None
+    # Set by the error layer: each middleware's edit of the error response, in the order they
+    # registered (None for one whose edit raised for this request).
+    error_edits: dict[object, Edit | None] | None = None
 
 
 def record_in(scope: Scope) -> RequestRecord:
@@ -83,31 +88,43 @@ def _names(value: bytes) -> set[bytes]:
 
 _EXPOSE = b"access-control-expose-headers"
 _ALLOW = b"timing-allow-origin"
+EXPOSURE_HEADERS = frozenset([_EXPOSE, _ALLOW])  # the headers `expose` adds to
 
 
-def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes) -> None:
+def _index(headers: list[tuple[bytes, bytes]], lowered: bytes) -> int:
+    return next(index for index, (name, _) in enumerate(headers) if name.lower() == lowered)
+
+
+def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes, *, known_absent: bool) -> None:
     """Add `names` to Access-Control-Expose-Headers and `origin` to Timing-Allow-Origin, in place.
 
     `origin` is the response's Access-Control-Allow-Origin: the page's origin, or "*".
     Timing-Allow-Origin opens the response's Resource Timing to the page; it is added only with
-    `SERVER_TIMING` among `names`, where it lets the page read the metrics.
+    `SERVER_TIMING` among `names`, where it lets the page read the metrics. `known_absent`: the
+    caller knows that `headers` has neither header yet.
     """
-    lowered = [name.lower() for name, _ in headers]
-    if _EXPOSE not in lowered:
+    timing = SERVER_TIMING in names
+    if known_absent or not has_any(headers, EXPOSURE_HEADERS):
+        headers.append((_EXPOSE, b", ".join(names)))
+        if timing:
+            headers.append((_ALLOW, origin))
+        return
+    present = {name.lower() for name, _ in headers}
+    if _EXPOSE not in present:
         headers.append((_EXPOSE, b", ".join(names)))
     else:
-        index = lowered.index(_EXPOSE)
+        index = _index(headers, _EXPOSE)
         name, value = headers[index]
         exposed = _names(value)
         missing = [added for added in names if added.lower() not in exposed]
         if missing:
             headers[index] = (name, b", ".join([value, *missing]))
-    if SERVER_TIMING not in names:
+    if not timing:
         return
-    if _ALLOW not in lowered:
+    if _ALLOW not in present:
         headers.append((_ALLOW, origin))
     else:
-        index = lowered.index(_ALLOW)
+        index = _index(headers, _ALLOW)
         name, value = headers[index]
         allowed = _names(value)
         if b"*" not in allowed and origin.lower() not in allowed:
@@ -127,20 +144,24 @@ def headers_added(record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> 
     CORS layer inside the announcing one allowed, if one did; a CORS layer outside it exposes them."""
     record.added = True
     if record.cors_origin is not None:
-        expose(headers, record.exposed, record.cors_origin)
+        expose(headers, record.exposed, record.cors_origin, known_absent=False)
 
 
-def allow_origin(record: RequestRecord, headers: list[tuple[bytes, bytes]], origin: bytes) -> None:
+def allow_origin(
+    record: RequestRecord, headers: list[tuple[bytes, bytes]], origin: bytes, *, known_absent: bool = False
+) -> None:
     """A CORS layer allowed `origin` (call it only if `record.exposed`): expose the announced
-    headers if they are in `headers` already, or leave the origin for the layer that adds them."""
+    headers if they are in `headers` already, or leave the origin for the layer that adds them.
+    `known_absent`: the layer knows `headers` has neither Access-Control-Expose-Headers nor
+    Timing-Allow-Origin."""
     if record.added:
-        expose(headers, record.exposed, origin)
+        expose(headers, record.exposed, origin, known_absent=known_absent)
     else:
         record.cors_origin = origin
 
 
-def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: object, *, warn: bool) -> None:
-    """Have the response that goes out for this request after an exception pass through `wrap`.
+def wrap_error_response(scope: Scope, edit: Edit, owner: object, *, warn: bool) -> None:
+    """Have the response that goes out for this request after an exception get `edit`.
 
     A middleware calls this whenever an exception (or a cancellation) escapes its app, even after
     a response start passed through it: a start held back by a middleware outside it (GZip holds
@@ -149,10 +170,10 @@ def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: object, *, warn:
     installed), logs once per `owner` (the middleware instance) how to fix it, if `warn`.
     """
     record: RequestRecord | None = scope.get(SCOPE_KEY)
-    wrappers = None if record is None else record.error_wrappers
-    if wrappers is not None:
-        if owner not in wrappers or wrappers[owner] is not None:  # (None: it raised for this request)
-            wrappers[owner] = wrap
+    edits = None if record is None else record.error_edits
+    if edits is not None:
+        if owner not in edits or edits[owner] is not None:  # (None: it raised for this request)
+            edits[owner] = edit
     elif warn and owner not in _warned:
         _warned.add(owner)
         logger.warning(
@@ -161,25 +182,3 @@ def wrap_error_response(scope: Scope, wrap: SendWrapper, owner: object, *, warn:
             "starlette_mw.install(app) before the app starts.",
             type(owner).__name__,
         )
-
-
-def response_started(scope: Scope, owner: object) -> None:
-    """A response start passed through `owner`: drop what it registered for an earlier error.
-
-    A middleware outside it that retried the app after the error (or answered it itself through
-    the app) sends a response that `owner` has already edited.
-    """
-    record: RequestRecord | None = scope.get(SCOPE_KEY)
-    if record is not None and record.error_wrappers:
-        record.error_wrappers.pop(owner, None)
-
-
-def send_wrapper_failed(scope: Scope, owner: object) -> None:
-    """`owner`'s send wrapper raised for this request: the error response goes out without it.
-
-    Call it where the wrapper catches its own failure, then re-raise. Run again on the 500, it would
-    fail the same way (a function of the request that raised, say), and the 500 could not be sent.
-    """
-    record: RequestRecord | None = scope.get(SCOPE_KEY)
-    if record is not None and record.error_wrappers is not None:
-        record.error_wrappers[owner] = None

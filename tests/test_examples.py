@@ -36,8 +36,7 @@ def test_process_time_example_under_uvicorn(mw_live_server: LiveServer) -> None:
 def test_process_time_example_stack() -> None:
     # GZipMiddleware from the constructor is innermost; the decorator registered last is outermost.
     assert describe(app).layers == (
-        "ErrorResponseLayer",
-        "ServerErrorMiddleware",
+        "ErrorResponseMiddleware",
         "add_server_header",
         "add_process_time_header",
         "GZipMiddleware",

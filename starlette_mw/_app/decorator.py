@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
-from starlette_mw._app.errors import ErrorResponseLayer
+from starlette_mw._app.errors import with_error_headers
 from starlette_mw._app.routers import Target, add_middleware, check_target
 from starlette_mw._engine.exchange import DispatchFunction
 from starlette_mw._engine.http_middleware import HTTPMiddleware
@@ -105,9 +105,9 @@ class MiddlewareMixin:
         return middleware(self, middleware_type, include=include, exclude=exclude)
 
     def build_middleware_stack(self) -> ASGIApp:
-        # The app's own stack (Starlette's or FastAPI's), inside the layer `install()` adds.
+        # The app's own stack (Starlette's or FastAPI's), with the error layer `install()` puts in.
         build_stack: Callable[[], ASGIApp] = super().build_middleware_stack  # type: ignore[misc]
-        return ErrorResponseLayer(build_stack())
+        return with_error_headers(build_stack())
 
 
 class App(MiddlewareMixin, Starlette):
@@ -157,7 +157,7 @@ def install(app: Starlette) -> Starlette:
     add = app.add_middleware
 
     def build_middleware_stack() -> ASGIApp:
-        return ErrorResponseLayer(build())
+        return with_error_headers(build())
 
     def add_middleware(middleware_class: Any, *args: Any, **kwargs: Any) -> None:
         check_middleware([Middleware(middleware_class, *args, **kwargs)])

@@ -131,7 +131,7 @@ def describe(app: Starlette) -> Stack:
     the app's `build_middleware_stack()`, exactly as on the first request, but not installed.
     `routes` lists the routers, Mounts and routes with middleware of their own, nested.
 
-        >>> app = Starlette()  # starlette_mw.App adds ErrorResponseLayer outside ServerErrorMiddleware
+        >>> app = Starlette()  # starlette_mw.App has ErrorResponseMiddleware in its place
         >>> @starlette_mw.middleware(app, "http")
         ... async def add_process_time(request, call_next):
         ...     return await call_next(request)

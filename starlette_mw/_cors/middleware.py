@@ -9,7 +9,7 @@ Fetch's CORS protocol: https://fetch.spec.whatwg.org/#http-cors-protocol
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, NamedTuple, Unpack
 
 from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
@@ -18,10 +18,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette_mw._cors.origin_automaton import Automaton, build
 from starlette_mw._cors.policy import CORSOptions, CORSPolicy, check_options
 from starlette_mw._engine.plain import PlainMiddleware
-from starlette_mw._http import MAX_ORIGIN_LENGTH, merge_vary
+from starlette_mw._http import MAX_ORIGIN_LENGTH, has_any, merge_vary
 from starlette_mw._paths import Matcher, PathPattern, PathPatterns, compile_patterns, route_path
+from starlette_mw._request_record import (
+    EXPOSURE_HEADERS,
+    Headers,
+    RequestRecord,
+    allow_origin,
+    wrap_error_response,
+)
 from starlette_mw._request_record import SCOPE_KEY as RECORD_KEY
-from starlette_mw._request_record import RequestRecord, allow_origin, response_started, wrap_error_response
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
@@ -29,15 +35,24 @@ __all__ = ["CORSMiddleware", "CORSPolicy"]
 _ACAO = b"access-control-allow-origin"
 
 
-class Edit(NamedTuple):
+class Changes(NamedTuple):
     """The edits for a response: names to drop, headers to add, the Access-Control-Allow-Origin among them."""
 
     dropped: frozenset[bytes]
     added: tuple[tuple[bytes, bytes], ...]
     origin: bytes | None
+    # What `_cors_headers` looks for in the response's own headers: if none is there (the usual
+    # case), the edit is only additions. And whether `added` names headers to expose itself.
+    looked_for: frozenset[bytes]
+    exposes: bool
 
 
-_NO_EDIT = Edit(dropped=frozenset(), added=(), origin=None)
+def _changes(dropped: frozenset[bytes], added: tuple[tuple[bytes, bytes], ...], origin: bytes | None) -> Changes:
+    exposes = any(name in EXPOSURE_HEADERS for name, _ in added)
+    return Changes(dropped, added, origin, dropped | EXPOSURE_HEADERS | {b"vary"}, exposes)
+
+
+_NO_EDIT = _changes(frozenset(), (), None)
 
 
 class _StarletteCORS(StarletteCORSMiddleware):
@@ -68,7 +83,7 @@ class _Policy:
 
     Starlette decides (its settings, `simple_headers`, `is_allowed_origin`) and answers preflights
     itself; its `send` then edits the response start through `MutableHeaders`, one scan of the
-    headers per edit. `edit()` gives the same edits, made in one pass by `_CORSSend`;
+    headers per edit. `edit()` gives the same edits, made in one pass by `_cors_headers`;
     a property test (`tests/fuzz/test_properties.py`) holds the two to the same headers for any response.
     """
 
@@ -83,65 +98,57 @@ class _Policy:
         # For an origin answered by name: the others, then the origin (in place of "*", with credentials).
         self.explicit = tuple(header for header in self.simple if header[0] != _ACAO)
         self.with_origin = self.simple_names | {_ACAO}
-        self.any_origin = Edit(dropped=self.simple_names, added=self.simple, origin=b"*")
-        self.refused = Edit(dropped=self.simple_names, added=self.simple, origin=None)
+        self.any_origin = _changes(self.simple_names, self.simple, b"*")
+        self.refused = _changes(self.simple_names, self.simple, None)
         # The answers for the origins the settings name, worked out once: most requests come from one.
         self.named = {origin: self.decide(origin) for origin in (o.encode("latin-1") for o in cors.allow_origins)}
 
-    def edit(self, origin: bytes | None) -> Edit:
+    def edit(self, origin: bytes | None) -> Changes:
         """What Starlette's `send` sets on the response to a request with this Origin (and Vary: Origin)."""
         if origin is None:
             return _NO_EDIT
         return self.named.get(origin) or self.decide(origin)
 
-    def decide(self, origin: bytes) -> Edit:
+    def decide(self, origin: bytes) -> Changes:
         cors = self.cors
         if cors.allow_all_origins and not cors.allow_credentials:
             return self.any_origin
         if cors.allow_all_origins or cors.is_allowed_origin(origin.decode("latin-1")):
-            return Edit(dropped=self.with_origin, added=(*self.explicit, (_ACAO, origin)), origin=origin)
+            return _changes(self.with_origin, (*self.explicit, (_ACAO, origin)), origin)
         return self.refused
 
 
-class _CORSSend:
-    """The `send` of one request: its response start gets the CORS edits on its way out."""
+def _cors_headers(changes: Changes, vary: bool, record: RequestRecord | None, headers: Headers) -> Headers:
+    """A response start's `headers` with the `changes`, `Vary: Origin` if `vary` (Starlette's
+    preflight responses carry their own), and the announced headers exposed (see `_request_record.py`)."""
+    if has_any(headers, changes.looked_for):
+        return _merged(changes, vary, record, headers)
+    headers += changes.added
+    if vary:
+        headers.append((b"vary", b"Origin"))
+    if record is not None and record.exposed and changes.origin is not None:
+        allow_origin(record, headers, changes.origin, known_absent=not changes.exposes)
+    return headers
 
-    __slots__ = ("edit", "owner", "scope", "send", "started", "vary")
 
-    def __init__(self, owner: CORSMiddleware, scope: Scope, send: Send, edit: Edit, *, vary: bool) -> None:
-        self.owner = owner
-        self.scope = scope
-        self.send = send
-        self.edit = edit
-        self.vary = vary  # Starlette's preflight responses carry their own Vary
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            response_started(self.scope, self.owner)
-            message = {**message, "headers": self._headers(message.get("headers", ()))}
-        await self.send(message)
-
-    def _headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        dropped, added, origin = self.edit
-        headers = list(raw)
-        names = [name.lower() for name, _ in headers]
-        if not dropped.isdisjoint(names):
-            headers = [(name, value) for name, value in headers if name.lower() not in dropped]
-        headers += added  # (never a Vary)
-        if b"vary" in names:
-            # One Vary with each item once: Starlette's own appends "Origin" even when the app's had it.
-            headers = merge_vary(headers, b"Origin" if self.vary else None)
-        elif self.vary:
-            headers.append((b"vary", b"Origin"))
-        record: RequestRecord | None = self.scope.get(RECORD_KEY)
-        if record is not None and record.exposed:  # a layer (TimingMiddleware) announced headers to expose
-            if origin is None:  # the app's own, kept for an origin not allowed
-                origin = next((value for name, value in headers if name.lower() == _ACAO), None)
-            if origin is not None:  # expose them to that origin; see `_request_record.py`
-                allow_origin(record, headers, origin)
-        return headers
+def _merged(changes: Changes, vary: bool, record: RequestRecord | None, headers: Headers) -> Headers:
+    """`_cors_headers` for a response that has headers of its own that the edit replaces or merges with."""
+    dropped, added, origin, _, _ = changes
+    if has_any(headers, dropped):
+        headers = [(name, value) for name, value in headers if name.lower() not in dropped]
+    had_vary = has_any(headers, (b"vary",))
+    headers += added  # (never a Vary)
+    if had_vary:
+        # One Vary with each item once: Starlette's own appends "Origin" even when the app's had it.
+        headers = merge_vary(headers, b"Origin" if vary else None)
+    elif vary:
+        headers.append((b"vary", b"Origin"))
+    if record is not None and record.exposed:  # a layer (TimingMiddleware) announced headers to expose
+        if origin is None:  # the app's own, kept for an origin not allowed
+            origin = next((value for name, value in headers if name.lower() == _ACAO), None)
+        if origin is not None:  # expose them to that origin; see `_request_record.py`
+            allow_origin(record, headers, origin)
+    return headers
 
 
 def _origin(scope: Scope) -> tuple[bytes | None, bool]:
@@ -256,10 +263,23 @@ class CORSMiddleware(PlainMiddleware):
             app, edit = policy.cors, _NO_EDIT
         else:
             app, edit = self.app, policy.edit(origin)
-        response = _CORSSend(self, scope, send, edit, vary=not preflight)
+        vary = not preflight
+        record: RequestRecord | None = scope.get(RECORD_KEY)
+        started = False
+
+        def send_cors(message: Message) -> Awaitable[None]:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if record is not None and record.error_edits:  # registered for an earlier error
+                    record.error_edits.pop(self, None)
+                # (the start is the app's to send once, as Starlette's middleware assume: edited in place)
+                message["headers"] = _cors_headers(edit, vary, record, list(message.get("headers", ())))
+            return send(message)
+
         try:
-            await app(scope, receive, response)
+            await app(scope, receive, send_cors)
         except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
-            wrap = functools.partial(_CORSSend, self, scope, edit=edit, vary=True)
-            wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not response.started)
+            on_error = functools.partial(_cors_headers, edit, True, record)
+            wrap_error_response(scope, on_error, self, warn=isinstance(exc, Exception) and not started)
             raise

@@ -35,9 +35,13 @@ class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):
         self._dispatches = type(self).dispatch is not BaseHTTPMiddleware.dispatch
         if self._dispatches:
             check_dispatch(self.dispatch_func)
+        # Every HTTP request goes straight to `handle`: one test on the way in, for the usual setup.
+        self._direct = self.paths.everything and not self._dispatches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
+        if self._direct and scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
             await self.app(scope, receive, send)
         elif self._dispatches:
             await Exchange(self.handle, scope, receive, send).run(self.dispatch_func)

@@ -110,6 +110,9 @@ class RedirectMiddleware(PlainMiddleware):
             return
         # The path the routes see, keeping the prefix: a relative Location goes back under the mount.
         routed = route_path(scope)
+        if not table.may_answer(routed or "/"):
+            await self.app(scope, receive, send)
+            return
         root_path: str = scope["root_path"] if len(routed) < len(path) else ""
         path = routed or "/"
         host = _host(scope) if table.has_origin_rules else None

@@ -103,6 +103,17 @@ class RuleTable:
             )
         self.index = PathIndex(self.path_rules)
         self.has_origin_rules = bool(self.host_rules or self.scheme_rules)
+        # Exact paths only (no host, scheme, pattern or trailing-slash rule): no path outside the
+        # index's dictionary gets an answer, which `may_answer` tells at once.
+        self._exact_only = not self.has_origin_rules and self.trailing_slash is None and not self.index.has_trie
+
+    def may_answer(self, path: str) -> bool:
+        """False when no rule can answer a request for `path` (as the routes see it); True when `decide` must tell.
+
+        The requests that pass, most of them, cost a dictionary look-up. (A final newline is
+        looked up without it, as `PathIndex.find` does.)
+        """
+        return not self._exact_only or path in self.index.exact or path[-1:] == "\n"
 
     def _add_origin_rule(self, index: int, rule: Redirect, default: tuple[int, int]) -> None:
         where = f"Redirect rule {index}"

@@ -65,26 +65,28 @@ def check_description(description: object, what: str) -> str | None:
 
 
 class RequestMetrics:
-    """One request's metrics, held in its scope until the response starts."""
+    """One request's metrics, held in its scope until the response starts.
 
-    __slots__ = ("entries", "precision", "sent")
+    Made for every request, so its fields are class attributes until set: `entries` gets a list of
+    its own at the first metric. TimingMiddleware sets `sent` when it writes the header; later
+    metrics are dropped (a second start, the error response after one held back outside, gets the
+    same ones).
+    """
+
+    entries: tuple[bytes, ...] | list[bytes] = ()  # as they go into the header (UTF-8: descriptions may not be ASCII)
+    sent = False
 
     def __init__(self, precision: int) -> None:
-        self.entries: list[bytes] = []  # as they go into the header (UTF-8: descriptions may not be ASCII)
         self.precision = precision
-        self.sent = False
 
     def add(self, name: str, seconds: float | None, description: str | None) -> None:
         if self.sent:  # the header has gone out; a later metric has nowhere to go
             return
         entry = name if seconds is None else f"{name};dur={seconds * 1000:.{self.precision}f}"
-        self.entries.append((entry if not description else f"{entry};desc={quote(description)}").encode())
-
-    def take(self) -> list[bytes]:
-        """The metrics for the header; later ones are dropped. (A second start, the error response
-        after one held back outside, gets the same metrics.)"""
-        self.sent = True
-        return self.entries
+        entries = self.entries
+        if not isinstance(entries, list):
+            entries = self.entries = []
+        entries.append((entry if not description else f"{entry};desc={quote(description)}").encode())
 
 
 def metrics_of(request: HTTPConnection | Scope) -> RequestMetrics | None:

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeAlias
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._engine.plain import PlainMiddleware
-from starlette_mw._http import check_origin, is_origin, merge_vary
+from starlette_mw._http import check_origin, has_any, is_origin, merge_vary
 from starlette_mw._paths import PathPatterns
 from starlette_mw._registration import is_async
 from starlette_mw._request_record import (
     SERVER_TIMING,
+    Headers,
     RequestRecord,
     announce_headers,
     headers_added,
-    response_started,
-    send_wrapper_failed,
     wrap_error_response,
 )
 from starlette_mw._timing.metrics import (
@@ -158,13 +157,14 @@ class TimingMiddleware(PlainMiddleware):
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
         self._precision = precision
-        # The total's entry: the text before its `dur` in milliseconds and the text after it. Nothing
-        # configured goes into a format string, where a '%' (a token may hold one) would change it.
-        self._total: tuple[bytes, bytes] | None = None
+        # The total's entry, as a format of its `dur` in milliseconds. A '%' in what is configured (a
+        # token may hold one, and a description anything) is doubled, so it stands for itself.
+        self._total_format: bytes | None = None
         if metric is not None:
             described = f";desc={quote(description)}".encode() if description else b""
-            self._total = (metric.encode("ascii") + b";dur=", described)
-        self._ms_format = b"%%.%df" % precision
+            literal = (metric.encode("ascii"), described)
+            before, after = (part.replace(b"%", b"%%") for part in literal)
+            self._total_format = before + b";dur=%%.%df" % precision + after
         self._seconds_format = b"%%.%df" % (precision + 3)  # X-Process-Time: the same resolution, in seconds
         # What a CORS layer exposes to the origins it allows (_request_record.py).
         exposed = [] if process_time_header is None else [process_time_header.encode("ascii")]
@@ -191,28 +191,35 @@ class TimingMiddleware(PlainMiddleware):
         metrics = scope[SCOPE_KEY] = RequestMetrics(self._precision)
         record = announce_headers(scope, self._exposed)
         start = time.perf_counter()
+
+        def send_timed(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                errors = record.error_edits
+                if errors:  # what it registered for an earlier error: this start gets the headers
+                    errors.pop(self, None)
+                try:
+                    headers = self._headers(
+                        list(message.get("headers", ())), time.perf_counter() - start, metrics, scope, record
+                    )
+                except Exception:  # a timing_allow_origin function that raised: not again on the 500
+                    if errors is not None:
+                        errors[self] = None
+                    raise
+                message["headers"] = headers  # (the start is the app's to send once, as Starlette's middleware assume)
+            return send(message)
+
         try:
-            await self.app(scope, receive, self._timed(scope, metrics, record, start, send))
+            await self.app(scope, receive, send_timed)
         except BaseException as exc:  # cancelled too: a dispatch outside that fails after call_next cancels the app
-            wrap = functools.partial(self._timed, scope, metrics, record, start)
-            wrap_error_response(scope, wrap, self, warn=isinstance(exc, Exception) and not metrics.sent)
+            edit = functools.partial(self._edit, start, metrics, scope, record)
+            wrap_error_response(scope, edit, self, warn=isinstance(exc, Exception) and not metrics.sent)
             raise
 
-    def _timed(self, scope: Scope, metrics: RequestMetrics, record: RequestRecord, start: float, send: Send) -> Send:
-        async def send_timed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                elapsed = time.perf_counter() - start
-                response_started(scope, self)
-                try:
-                    headers = self._headers(message.get("headers", ()), elapsed, metrics, scope)
-                    headers_added(record, headers)
-                except Exception:  # a timing_allow_origin function that raised: not again on the 500
-                    send_wrapper_failed(scope, self)
-                    raise
-                message = {**message, "headers": headers}
-            await send(message)
-
-        return send_timed
+    def _edit(
+        self, start: float, metrics: RequestMetrics, scope: Scope, record: RequestRecord, headers: Headers
+    ) -> Headers:
+        """The headers on the error response (see `_request_record.py`)."""
+        return self._headers(headers, time.perf_counter() - start, metrics, scope, record)
 
     def _asked_timing_allow_origin(self, function: Callable[[Request], Origins | None], scope: Scope) -> bytes | None:
         value = function(Request(scope))
@@ -230,27 +237,30 @@ class TimingMiddleware(PlainMiddleware):
         origins = [origin for origin in value if isinstance(origin, str) and (origin == "*" or is_origin(origin))]
         return ", ".join(origins).encode("ascii") if origins else None
 
-    def _headers(self, raw: Any, elapsed: float, metrics: RequestMetrics, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self, headers: Headers, elapsed: float, metrics: RequestMetrics, scope: Scope, record: RequestRecord
+    ) -> Headers:
         function = self._tao_function
         timing_allow_origin = self._tao if function is None else self._asked_timing_allow_origin(function, scope)
         # The app's own Timing-Allow-Origin is replaced only by one of ours.
         replaced = self._replaced if timing_allow_origin is not None else self._replaced_but_tao
-        headers: list[tuple[bytes, bytes]] = (
-            [(name, value) for name, value in raw if name.lower() not in replaced] if replaced else list(raw)
-        )
+        if replaced and has_any(headers, replaced):
+            headers = [(name, value) for name, value in headers if name.lower() not in replaced]
         if self._process_time is not None:
             headers.append((self._process_time, self._seconds_format % elapsed))
-        entries = metrics.take()
+        metrics.sent = True  # later metrics are dropped (a second start gets the same ones)
+        entries = metrics.entries
         if self._server_timing:
-            if self._total is not None:
-                before, after = self._total
-                entries = [before + self._ms_format % (elapsed * 1000) + after, *entries]
-            if entries:
+            if self._total_format is not None:
+                total = self._total_format % (elapsed * 1000)
+                headers.append((b"server-timing", b", ".join([total, *entries]) if entries else total))
+            elif entries:
                 headers.append((b"server-timing", b", ".join(entries)))
         if timing_allow_origin is not None:
             headers.append((b"timing-allow-origin", timing_allow_origin))
-        if self._tao_function is not None:
+        if function is not None:
             # A function may answer each origin differently (or not at all): caches must keep the
             # answers apart, whatever this one was.
             headers = merge_vary(headers, b"Origin")
+        headers_added(record, headers)
         return headers

@@ -77,8 +77,7 @@ def recorded_app(log: list[str]) -> App:
 def test_layers_in_the_order_a_request_meets_them() -> None:
     app = recorded_app([])
     assert describe(app).layers == (
-        "ErrorResponseLayer",
-        "ServerErrorMiddleware",
+        "ErrorResponseMiddleware",
         "add_server_header",
         "Audit",
         "Timing",
@@ -98,7 +97,7 @@ async def test_layers_match_a_recorded_request() -> None:
         assert (await http.get("/")).text == "hello"
     # The first two layers (the package's and Starlette's) and the last two record nothing; every
     # user layer in between does.
-    assert list(before.layers[2:-2]) == log
+    assert list(before.layers[1:-2]) == log
     # Once the app has built its stack for the first request, describe() reads that one.
     assert describe(app) == before
 
@@ -106,11 +105,10 @@ async def test_layers_match_a_recorded_request() -> None:
 @pytest.mark.anyio
 async def test_describe_does_not_install_the_stack() -> None:
     app = App(routes=[Route("/", hello)])
-    assert describe(app).layers == ("ErrorResponseLayer", "ServerErrorMiddleware", "ExceptionMiddleware", "Router")
+    assert describe(app).layers == ("ErrorResponseMiddleware", "ExceptionMiddleware", "Router")
     app.add_middleware(GZipMiddleware)  # still allowed: describe() did not start the app
     assert describe(app).layers == (
-        "ErrorResponseLayer",
-        "ServerErrorMiddleware",
+        "ErrorResponseMiddleware",
         "GZipMiddleware",
         "ExceptionMiddleware",
         "Router",
@@ -206,13 +204,12 @@ def test_cli_prints_the_stack() -> None:
     assert result.stdout == f"{describe(app)}\n"
     assert result.stdout.startswith(
         "request (outermost first):\n"
-        "  1. ErrorResponseLayer\n"
-        "  2. ServerErrorMiddleware\n"
-        "  3. add_server_header\n"
-        "  4. add_process_time_header\n"
-        "  5. GZipMiddleware\n"
-        "  6. ExceptionMiddleware\n"
-        "  7. Router\n"
+        "  1. ErrorResponseMiddleware\n"
+        "  2. add_server_header\n"
+        "  3. add_process_time_header\n"
+        "  4. GZipMiddleware\n"
+        "  5. ExceptionMiddleware\n"
+        "  6. Router\n"
         "response (innermost first):\n"
         "  1. Router\n"
     )
@@ -254,4 +251,4 @@ def test_a_partial_is_named_for_the_function_it_wraps() -> None:
 
     app = App(routes=[Route("/", hello)])
     app.middleware("http")(functools.partial(tagged, tag="a"))
-    assert describe(app).layers[2] == "tagged"
+    assert describe(app).layers[1] == "tagged"

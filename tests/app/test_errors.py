@@ -37,11 +37,11 @@ async def get_500(app: ASGIApp, path: str = "/boom", headers: dict[str, str] | N
     return response
 
 
-def test_install_returns_the_app_and_adds_one_layer_outside_server_error_middleware() -> None:
+def test_install_returns_the_app_and_puts_its_error_layer_in_place_of_server_error_middleware() -> None:
     app = Starlette(routes=[Route("/", hello)])
     assert starlette_mw.install(app) is app
     assert starlette_mw.install(app) is app  # a second call changes nothing
-    assert describe(app).layers == ("ErrorResponseLayer", "ServerErrorMiddleware", "ExceptionMiddleware", "Router")
+    assert describe(app).layers == ("ErrorResponseMiddleware", "ExceptionMiddleware", "Router")
 
 
 def test_app_and_the_mixin_have_the_layer_without_install() -> None:
@@ -51,15 +51,16 @@ def test_app_and_the_mixin_have_the_layer_without_install() -> None:
     for app in (App(), MixedFastAPI()):
         assert starlette_mw.install(app) is app
         layers = describe(app).layers
-        assert layers[:2] == ("ErrorResponseLayer", "ServerErrorMiddleware")
-        assert layers.count("ErrorResponseLayer") == 1
+        assert layers[0] == "ErrorResponseMiddleware"
+        assert "ServerErrorMiddleware" not in layers  # in its place, not around it
 
 
 def test_install_on_fastapi_keeps_fastapis_own_stack() -> None:
     app = FastAPI()
     before = describe(app).layers
     starlette_mw.install(app)
-    assert describe(app).layers == ("ErrorResponseLayer", *before)
+    assert before[0] == "ServerErrorMiddleware"
+    assert describe(app).layers == ("ErrorResponseMiddleware", *before[1:])
 
 
 def test_install_after_the_app_started_is_refused() -> None:
