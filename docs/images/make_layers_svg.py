@@ -16,8 +16,7 @@ WIDTH, HEIGHT = 860, 620
 # A request meets these outermost first; the response leaves through them innermost first.
 # (label, where it lives, fill colour)
 STACK = [
-    ("ErrorResponseLayer", "_app/errors.py: added by App or install()", "#eceff1"),
-    ("ServerErrorMiddleware", "Starlette: renders the 500", "#f5f5f5"),
+    ("ErrorResponseMiddleware", "_app/errors.py: Starlette's 500 layer, with the edits", "#eceff1"),
     ("CORSMiddleware", "_cors/ (order_role = 'cors')", "#e3f2fd"),
     ("RedirectMiddleware", "_redirects/ (CORS belongs outside it)", "#fff3e0"),
     ("TimingMiddleware", "_timing/", "#e8f5e9"),
@@ -67,7 +66,7 @@ def stack() -> list[str]:
         ("scope['starlette_mw.request']: RequestRecord", "bold"),
         ("exposed: headers a layer will add (Timing)", "normal"),
         ("cors_origin: the origin CORS allowed", "normal"),
-        ("error_wrappers: each layer's edit of the 500", "normal"),
+        ("error_edits: each layer's edit of the 500", "normal"),
         ("Whichever layer edits the start last exposes", "normal"),
         ("the headers: the order of the two is free.", "normal"),
     ]

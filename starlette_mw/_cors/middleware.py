@@ -252,7 +252,9 @@ class CORSMiddleware(PlainMiddleware):
                 return policy
         return None
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, checked: bool = False) -> None:
+        if not (checked or self.direct) or scope["type"] != "http":
+            return await self.pass_on(scope, receive, send)
         policy = self._policy or self._select(scope)
         if policy is None:  # no policy for this path
             await self.app(scope, receive, send)

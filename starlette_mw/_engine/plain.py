@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -14,12 +15,20 @@ from starlette_mw._registration import CheckedOptions, check_dispatch
 
 
 class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):
-    """Subclasses implement `handle(scope, receive, send)` for HTTP requests on their paths.
+    """Subclasses implement `__call__` for HTTP requests on their paths, opening with the test that
+    hands everything else to `pass_on`:
 
-    `handle` wraps `send` (or answers by itself) and costs what plain ASGI costs: no task, no
-    stream, the body is never held. Other scope types, and requests outside `include=` /
-    `exclude=`, go straight to the app. A user subclass that overrides `dispatch` gets the
-    `BaseHTTPMiddleware` behaviour on top: its `call_next` runs `handle` and the app behind it.
+        async def __call__(self, scope, receive, send, checked=False):
+            if not (checked or self.direct) or scope["type"] != "http":
+                return await self.pass_on(scope, receive, send)
+            ...  # the middleware's work: wrap `send` (or answer), then `await self.app(...)`
+
+    It costs what plain ASGI costs: no task, no stream, the body is never held, one coroutine per
+    request (the test is in each subclass so that the work needs no second one). `pass_on` sends
+    other scope types, and requests outside `include=` / `exclude=`, straight to the app, and the
+    rest back with `checked=True`. A user subclass that overrides `dispatch` gets the
+    `BaseHTTPMiddleware` behaviour on top: its `call_next` runs the middleware's work and the app
+    behind it.
 
     A subclass declares its place in the stack: `order_role` names what it is, `order_rules` which
     layers belong outside it (checked, with a warning, as it is built: see `_layers.py`).
@@ -35,18 +44,20 @@ class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):
         self._dispatches = type(self).dispatch is not BaseHTTPMiddleware.dispatch
         if self._dispatches:
             check_dispatch(self.dispatch_func)
-        # Every HTTP request goes straight to `handle`: one test on the way in, for the usual setup.
-        self._direct = self.paths.everything and not self._dispatches
+        # Every HTTP request is the middleware's to handle at once: the usual setup.
+        self.direct = self.paths.everything and not self._dispatches
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._direct and scope["type"] == "http":
-            await self.handle(scope, receive, send)
-        elif scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, checked: bool = False) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement __call__(scope, receive, send, checked=False)."
+        )
+
+    async def pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What `__call__` does with a request that is not its to handle at once; see the class's docstring."""
+        if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
             await self.app(scope, receive, send)
         elif self._dispatches:
-            await Exchange(self.handle, scope, receive, send).run(self.dispatch_func)
+            work = functools.partial(self.__call__, checked=True)
+            await Exchange(work, scope, receive, send).run(self.dispatch_func)
         else:
-            await self.handle(scope, receive, send)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must implement handle(scope, receive, send).")
+            await self(scope, receive, send, checked=True)

@@ -100,7 +100,9 @@ class RedirectMiddleware(PlainMiddleware):
         self._table = RuleTable(self.rules, status=status, trailing_slash=trailing_slash, hosts=hosts)
         check_loops(self._table)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, checked: bool = False) -> None:
+        if not (checked or self.direct) or scope["type"] != "http":
+            return await self.pass_on(scope, receive, send)
         table = self._table
         path: str = scope["path"]
         if not path.startswith("/"):

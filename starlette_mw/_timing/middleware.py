@@ -33,6 +33,7 @@ from starlette_mw._timing.metrics import (
     Timer,
     check_description,
     check_token,
+    metrics_class,
     quote,
     record_timing,
     timing,
@@ -157,6 +158,7 @@ class TimingMiddleware(PlainMiddleware):
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
         self._precision = precision
+        self._metrics_class = metrics_class(precision)
         # The total's entry, as a format of its `dur` in milliseconds. A '%' in what is configured (a
         # token may hold one, and a description anything) is doubled, so it stands for itself.
         self._total_format: bytes | None = None
@@ -184,11 +186,13 @@ class TimingMiddleware(PlainMiddleware):
         self._replaced_but_tao = frozenset([self._process_time] if self._process_time else [])
         self._replaced = self._replaced_but_tao | {b"timing-allow-origin"}
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, checked: bool = False) -> None:
+        if not (checked or self.direct) or scope["type"] != "http":
+            return await self.pass_on(scope, receive, send)
         if self.enabled is not None and not self.enabled(Request(scope)):
             await self.app(scope, receive, send)
             return
-        metrics = scope[SCOPE_KEY] = RequestMetrics(self._precision)
+        metrics = scope[SCOPE_KEY] = self._metrics_class()
         record = announce_headers(scope, self._exposed)
         start = time.perf_counter()
 
