@@ -134,7 +134,9 @@ def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: b
 def announce_headers(scope: Scope, names: Sequence[bytes]) -> RequestRecord:
     """A layer will add the headers `names` to this request's response: a CORS layer is to expose
     them to the origin it allows. Returns the record to pass to `headers_added`."""
-    record = record_in(scope)
+    record: RequestRecord | None = scope.get(SCOPE_KEY)
+    if record is None:
+        record = scope[SCOPE_KEY] = RequestRecord()
     record.exposed = names
     return record
 
