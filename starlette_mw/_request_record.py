@@ -95,16 +95,15 @@ def _index(headers: list[tuple[bytes, bytes]], lowered: bytes) -> int:
     return next(index for index, (name, _) in enumerate(headers) if name.lower() == lowered)
 
 
-def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes, *, known_absent: bool) -> None:
+def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: bytes) -> None:
     """Add `names` to Access-Control-Expose-Headers and `origin` to Timing-Allow-Origin, in place.
 
     `origin` is the response's Access-Control-Allow-Origin: the page's origin, or "*".
     Timing-Allow-Origin opens the response's Resource Timing to the page; it is added only with
-    `SERVER_TIMING` among `names`, where it lets the page read the metrics. `known_absent`: the
-    caller knows that `headers` has neither header yet.
+    `SERVER_TIMING` among `names`, where it lets the page read the metrics.
     """
     timing = SERVER_TIMING in names
-    if known_absent or not has_any(headers, EXPOSURE_HEADERS):
+    if not has_any(headers, EXPOSURE_HEADERS):
         headers.append((_EXPOSE, b", ".join(names)))
         if timing:
             headers.append((_ALLOW, origin))
@@ -146,7 +145,7 @@ def headers_added(record: RequestRecord, headers: list[tuple[bytes, bytes]]) -> 
     CORS layer inside the announcing one allowed, if one did; a CORS layer outside it exposes them."""
     record.added = True
     if record.cors_origin is not None:
-        expose(headers, record.exposed, record.cors_origin, known_absent=False)
+        expose(headers, record.exposed, record.cors_origin)
 
 
 def allow_origin(
@@ -156,8 +155,13 @@ def allow_origin(
     headers if they are in `headers` already, or leave the origin for the layer that adds them.
     `known_absent`: the layer knows `headers` has neither Access-Control-Expose-Headers nor
     Timing-Allow-Origin."""
-    if record.added:
-        expose(headers, record.exposed, origin, known_absent=known_absent)
+    if record.added and known_absent:  # the usual case, with nothing to merge: `expose`'s first branch
+        names = record.exposed
+        headers.append((_EXPOSE, b", ".join(names)))
+        if SERVER_TIMING in names:
+            headers.append((_ALLOW, origin))
+    elif record.added:
+        expose(headers, record.exposed, origin)
     else:
         record.cors_origin = origin
 

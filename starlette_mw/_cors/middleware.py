@@ -101,7 +101,9 @@ class _Policy:
         self.any_origin = _changes(self.simple_names, self.simple, b"*")
         self.refused = _changes(self.simple_names, self.simple, None)
         # The answers for the origins the settings name, worked out once: most requests come from one.
-        self.named = {origin: self.decide(origin) for origin in (o.encode("latin-1") for o in cors.allow_origins)}
+        self.named: dict[bytes | None, Changes] = {
+            origin: self.decide(origin) for origin in (o.encode("latin-1") for o in cors.allow_origins)
+        }
 
     def edit(self, origin: bytes | None) -> Changes:
         """What Starlette's `send` sets on the response to a request with this Origin (and Vary: Origin)."""
@@ -264,7 +266,7 @@ class CORSMiddleware(PlainMiddleware):
         if preflight:  # Starlette's CORSMiddleware answers it, as it makes it
             app, edit = policy.cors, _NO_EDIT
         else:
-            app, edit = self.app, policy.edit(origin)
+            app, edit = self.app, policy.named.get(origin) or policy.edit(origin)  # (the usual origin, without a call)
         vary = not preflight
         record: RequestRecord | None = scope.get(RECORD_KEY)
         started = False
