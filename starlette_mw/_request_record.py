@@ -18,7 +18,7 @@ copy of the scope shares (a copy keeps the same object):
   record and sets `error_edits`, where a middleware registers (`wrap_error_response`) the edit
   that puts its headers on that response.
 
-A layer that asks makes the record if the scope has none (`record_in`); one that only answers (a
+A layer that asks makes the record if the scope has none (`announce_headers`); one that only answers (a
 CORS layer) reads it, and does nothing without one: a request no layer asks about costs it one
 dictionary look-up.
 """
@@ -43,7 +43,6 @@ __all__ = [
     "allow_origin",
     "announce_headers",
     "headers_added",
-    "record_in",
     "wrap_error_response",
 ]
 
@@ -72,14 +71,6 @@ class RequestRecord:
     # Set by the error layer: each middleware's edit of the error response, in the order they
     # registered (None for one whose edit raised for this request).
     error_edits: dict[object, Edit | None] | None = None
-
-
-def record_in(scope: Scope) -> RequestRecord:
-    """The request's record, made now if the scope has none."""
-    record: RequestRecord | None = scope.get(SCOPE_KEY)
-    if record is None:
-        record = scope[SCOPE_KEY] = RequestRecord()
-    return record
 
 
 def _names(value: bytes) -> set[bytes]:

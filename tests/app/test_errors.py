@@ -119,6 +119,83 @@ async def test_a_mounted_app_errors_reach_the_outer_layer() -> None:
     assert "x-process-time" in response.headers
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["default", "async handler", "sync handler", "debug"])
+async def test_the_error_layer_renders_the_500_as_starlettes_own_does(kind: str) -> None:
+    """The reference is Starlette's ServerErrorMiddleware, in the same app built as a plain Starlette."""
+
+    async def async_handler(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"async handler: {exc}", status_code=500)
+
+    def sync_handler(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(f"sync handler: {exc}", status_code=500)
+
+    handlers = {"async handler": {500: async_handler}, "sync handler": {Exception: sync_handler}}.get(kind, {})
+
+    def build(cls: type[Starlette]) -> Starlette:
+        return cls(
+            routes=[Route("/boom", boom)],
+            middleware=[Middleware(TimingMiddleware)],
+            exception_handlers=handlers,  # type: ignore[arg-type]
+            debug=kind == "debug",
+        )
+
+    reference, ours = await get_500(build(Starlette)), await get_500(build(App))
+    assert ours.headers["content-type"] == reference.headers["content-type"]
+    if kind == "debug":  # the traceback page: its frames differ, the error it shows does not
+        assert "RuntimeError" in ours.text and "endpoint failed" in ours.text
+    else:
+        assert ours.text == reference.text
+    assert "x-process-time" in ours.headers and "x-process-time" not in reference.headers
+
+
+@pytest.mark.anyio
+async def test_an_app_mounted_in_an_app_gets_the_headers_of_both_on_its_500() -> None:
+    def timing(name: str) -> Middleware:
+        return Middleware(TimingMiddleware, process_time_header=name, server_timing=False)
+
+    inner = App(routes=[Route("/boom", boom)], middleware=[timing("X-Inner")])
+    outer = App(routes=[Mount("/sub", app=inner)], middleware=[timing("X-Outer")])
+    response = await get_500(outer, "/sub/boom")
+    # The inner app's 500 passes the outer middleware on its way out; the outer error layer adds the
+    # edits the inner middleware registered.
+    assert [name for name, _ in response.headers.raw if name.startswith(b"x-")] == [b"x-outer", b"x-inner"]
+
+
+def test_a_stack_that_does_not_start_with_server_error_middleware_is_left_as_it_is() -> None:
+    class Wrapped(Starlette):
+        def build_middleware_stack(self) -> ASGIApp:
+            return GZipMiddleware(super().build_middleware_stack())
+
+    app = starlette_mw.install(Wrapped(routes=[Route("/", hello)]))
+    assert describe(app).layers[:2] == ("GZipMiddleware", "ServerErrorMiddleware")
+
+
+@pytest.mark.anyio
+async def test_a_response_sent_twice_gets_the_headers_once_each_time() -> None:
+    """The layers edit the start message in place, but never the app's own header list."""
+    cached = PlainTextResponse("cached", headers={"Vary": "Accept-Encoding"})
+
+    async def reused(request: Request) -> Response:
+        return cached
+
+    app = App(
+        routes=[Route("/", reused)],
+        middleware=[
+            Middleware(CORSMiddleware, preset="strict", allow_origins=[ORIGIN]),
+            Middleware(TimingMiddleware),
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        for _ in range(2):
+            response = await http.get("/", headers={"Origin": ORIGIN})
+            names = [name for name, _ in response.headers.raw]
+            assert names.count(b"x-process-time") == names.count(b"server-timing") == 1
+            assert response.headers.get_list("vary") == ["Accept-Encoding, Origin"]
+    assert [name for name, _ in cached.raw_headers] == [b"vary", b"content-length", b"content-type"]
+
+
 async def fails_before_its_first_chunk(request: Request) -> Response:
     async def body() -> AsyncIterator[bytes]:
         raise RuntimeError("failed before the first chunk")
