@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,24 @@ def callgrind_count(script: str, *arguments: str) -> int:
     return int(match[1].replace(",", ""))
 
 
+def valgrind_missing() -> bool:
+    """True, after saying how to install it, if valgrind is not on this machine."""
+    if shutil.which("valgrind") is not None:
+        return False
+    print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
+    return True
+
+
+def per_request(script: str, labels: Iterable[str], requests: int) -> dict[str, float]:
+    """Instructions of one request of each app that `python script --serve LABEL --requests N` serves:
+    a run with `requests` requests minus a run with none, divided by `requests`."""
+    costs = {}
+    for label in labels:
+        counts = [callgrind_count(script, "--serve", label, "--requests", str(n)) for n in (requests, 0)]
+        costs[label] = (counts[0] - counts[1]) / requests
+    return costs
+
+
 def count(import_string: str, requests: int, http: str) -> int:
     """The instructions valgrind counts for the whole process: start, warm-up, then `requests`."""
     return callgrind_count(__file__, "--serve", import_string, "--requests", str(requests), "--http", http)
@@ -119,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         asyncio.run(serve(args.serve, args.requests, args.http))
         return 0
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
+    if valgrind_missing():
         return 2
     print(
         f"uvicorn's {args.http} protocol, asyncio, in-memory transport; {args.requests} requests per form\n", flush=True

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import starlette_mw
 from benchmarks.apps import ORIGIN
-from benchmarks.instructions import callgrind_count
+from benchmarks.instructions import per_request, valgrind_missing
 from benchmarks.overhead import make_receive, make_scope, send
 from benchmarks.stacks import LEGACY, ROUTES, bare
 from starlette_mw import App, Redirect, RedirectMiddleware, TimingMiddleware
@@ -65,10 +64,6 @@ async def serve(form: str, requests: int) -> None:
         await app(make_scope(), make_receive(), send)
 
 
-def count(form: str, requests: int) -> int:
-    return callgrind_count(__file__, "--serve", form, "--requests", str(requests))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="requests counted per form (default: 1000)")
@@ -77,13 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         asyncio.run(serve(args.serve, args.requests))
         return 0
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
+    if valgrind_missing():
         return 2
-    cost = {}
-    for form in FORMS:
-        counts = [count(form, requests) for requests in (args.requests, 0)]
-        cost[form] = (counts[0] - counts[1]) / args.requests
+    cost = per_request(__file__, FORMS, args.requests)
     whole = cost["the package's stack"]
     print(f"Python {sys.version.split()[0]}, asyncio, in-process; {args.requests} requests per form\n")
     print("| layer | instructions / request |")

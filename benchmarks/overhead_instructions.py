@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.apps import VARIANTS
-from benchmarks.instructions import callgrind_count
+from benchmarks.instructions import per_request, valgrind_missing
 from benchmarks.overhead import HTTP_MIDDLEWARE_AIM, check_response, make_receive, make_scope, send
 
 LABELS = ("bare", "BaseHTTPMiddleware", "HTTPMiddleware")
@@ -36,10 +35,6 @@ async def serve(label: str, requests: int) -> None:
         await app(make_scope(), make_receive(), send)
 
 
-def count(label: str, requests: int) -> int:
-    return callgrind_count(__file__, "--serve", label, "--requests", str(requests))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="requests counted per app (default: 1000)")
@@ -48,13 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         asyncio.run(serve(args.serve, args.requests))
         return 0
-    if shutil.which("valgrind") is None:
-        print("valgrind is not installed. On Debian or Ubuntu: sudo apt-get install -y valgrind", file=sys.stderr)
+    if valgrind_missing():
         return 2
-    cost = {}
-    for label in LABELS:
-        counts = [count(label, requests) for requests in (args.requests, 0)]
-        cost[label] = (counts[0] - counts[1]) / args.requests
+    cost = per_request(__file__, LABELS, args.requests)
     print(f"Python {sys.version.split()[0]}, asyncio, in-process; {args.requests} requests per app\n")
     print("| app | instructions / request | overhead over bare |")
     print("|---|---:|---:|")
