@@ -157,7 +157,6 @@ class TimingMiddleware(PlainMiddleware):
 
         self._process_time = None if process_time_header is None else process_time_header.lower().encode("ascii")
         self._server_timing = server_timing
-        self._precision = precision
         self._metrics_class = metrics_class(precision)
         # The total's entry, as a format of its `dur` in milliseconds. A '%' in what is configured (a
         # token may hold one, and a description anything) is doubled, so it stands for itself.
