@@ -2,7 +2,7 @@
 
 Each variant is a factory returning a fresh app, so the in-process benchmark calls it directly
 and uvicorn loads it with `--factory benchmarks.apps:<name>`. To add a row to both benchmarks,
-write a factory with `_app(Middleware(...))` and append a `Variant` to `VARIANTS`; the first
+write a factory with `app_with(Middleware(...))` and append a `Variant` to `VARIANTS`; the first
 variant is the baseline the others are measured against.
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "REDIRECT_PATH",
     "VARIANTS",
     "Variant",
+    "app_with",
     "bare",
     "base_http_middleware",
     "http_middleware",
@@ -59,39 +60,40 @@ async def add_process_time_header(request: Request, call_next: CallNext) -> Resp
     return response
 
 
-def _app(*middleware: Middleware, path: str = "/") -> Starlette:
+def app_with(*middleware: Middleware, path: str = "/") -> Starlette:
+    """The benchmark app (a route answering "hello" at `path`) behind `middleware`."""
     return Starlette(routes=[Route(path, hello)], middleware=list(middleware))
 
 
 def bare() -> Starlette:
-    return _app()
+    return app_with()
 
 
 def base_http_middleware() -> Starlette:
-    return _app(Middleware(BaseHTTPMiddleware, dispatch=add_process_time_header))
+    return app_with(Middleware(BaseHTTPMiddleware, dispatch=add_process_time_header))
 
 
 def http_middleware() -> Starlette:
-    return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header))
+    return app_with(Middleware(HTTPMiddleware, dispatch=add_process_time_header))
 
 
 def http_middleware_excluded() -> Starlette:
     """The request's path is excluded: it goes straight to the app."""
-    return _app(Middleware(HTTPMiddleware, dispatch=add_process_time_header, exclude="/"))
+    return app_with(Middleware(HTTPMiddleware, dispatch=add_process_time_header, exclude="/"))
 
 
 def starlette_cors() -> Starlette:
     """Starlette's own CORSMiddleware: the baseline the package's plain-ASGI middleware are held to."""
-    return _app(Middleware(CORSMiddleware, allow_origins=[ORIGIN]))
+    return app_with(Middleware(CORSMiddleware, allow_origins=[ORIGIN]))
 
 
 def mw_cors() -> Starlette:
     """The package's CORSMiddleware with the same settings as `starlette_cors`."""
-    return _app(Middleware(CORSMiddlewareMW, allow_origins=[ORIGIN]))
+    return app_with(Middleware(CORSMiddlewareMW, allow_origins=[ORIGIN]))
 
 
 def timing() -> Starlette:
-    return _app(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
+    return app_with(Middleware(TimingMiddleware, timing_allow_origin=ORIGIN))
 
 
 # The path the redirect variants are requested at: it matches no rule, but walks the rules' index
@@ -121,11 +123,11 @@ def redirect_rules(count: int) -> list[Redirect]:
 
 
 def redirects_10() -> Starlette:
-    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10)), path=REDIRECT_PATH)
+    return app_with(Middleware(RedirectMiddleware, rules=redirect_rules(10)), path=REDIRECT_PATH)
 
 
 def redirects_10000() -> Starlette:
-    return _app(Middleware(RedirectMiddleware, rules=redirect_rules(10_000)), path=REDIRECT_PATH)
+    return app_with(Middleware(RedirectMiddleware, rules=redirect_rules(10_000)), path=REDIRECT_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)

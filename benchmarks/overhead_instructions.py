@@ -5,7 +5,16 @@ app (bare, `BaseHTTPMiddleware`, `HTTPMiddleware` with the tutorial's dispatch f
 N in-process requests under `valgrind --tool=callgrind`; a run with N requests minus a run with
 none, divided by N, is one request's cost, and a layer's overhead is that minus the bare app's.
 
-    python benchmarks/overhead_instructions.py [--requests N]   # ~1 min per Python
+It also counts what bounds that overhead from below, so that a missed aim shows where the
+instructions go: `HTTPMiddleware` with a dispatch that only returns `await call_next(request)`
+(the rest of the tutorial's cost is the function's own work), and reference layers of a few lines
+that run the app in a task of its own, as `call_next` must (it returns while the app is still
+running). One lets the task run to its end (Python 3.12+, started eagerly); the other holds it
+at its response start until the request's task lets it go on, as `call_next` does so that
+dispatch sees the headers before they go out (started eagerly on 3.12+, the ordinary way on
+3.11, which has no public eager start).
+
+    python benchmarks/overhead_instructions.py [--requests N]   # ~2 min per Python
 """
 
 from __future__ import annotations
@@ -13,23 +22,97 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Run as `python benchmarks/overhead_instructions.py`, the repository root is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.apps import VARIANTS
+from benchmarks.apps import app_with, bare, base_http_middleware, http_middleware
 from benchmarks.instructions import per_request, valgrind_missing
 from benchmarks.overhead import HTTP_MIDDLEWARE_AIM, check_response, make_receive, make_scope, send
+from starlette_mw import CallNext, HTTPMiddleware
 
-LABELS = ("bare", "BaseHTTPMiddleware", "HTTPMiddleware")
 WARM_UP = 200
+EAGER_START = sys.version_info >= (3, 12)  # asyncio's public eager start
+
+
+class TaskReference:
+    """Runs the app in a task of its own; with `pause`, holds the task at its response start.
+
+    Nothing else: no request object, no response object, no error handling. What remains is what
+    asyncio charges for a task and, with `pause`, for stopping it once and waking it. `eager`
+    starts the task with asyncio's public eager start (Python 3.12+), otherwise the ordinary way.
+    """
+
+    def __init__(self, app: ASGIApp, *, eager: bool, pause: bool) -> None:
+        self.app = app
+        self.eager = eager
+        self.pause = pause
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.pause:
+            await self.start(self.app, scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        started, go_on = loop.create_future(), loop.create_future()
+
+        async def app_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.set_result(None)
+                await go_on
+            await send(message)
+
+        task = self.start(self.app, scope, receive, app_send)
+        if not started.done():  # (an eager start has run the endpoint to its response start already)
+            await started
+        go_on.set_result(None)
+        await asyncio.sleep(0)  # one pass of the loop, in which the woken task finishes
+        await task
+
+    def start(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> asyncio.Task[None]:
+        # (every app here is an `async def` or a class with one: calling it makes a coroutine)
+        coroutine = cast(Coroutine[Any, Any, None], app(scope, receive, send))
+        loop = asyncio.get_running_loop()
+        if self.eager:
+            return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+        return loop.create_task(coroutine)
+
+
+async def call_next_only(request: Request, call_next: CallNext) -> Response:
+    return await call_next(request)
+
+
+FACTORIES: dict[str, Callable[[], Starlette]] = {
+    "bare": bare,
+    "BaseHTTPMiddleware": base_http_middleware,
+    "HTTPMiddleware": http_middleware,
+    "HTTPMiddleware, dispatch only awaits call_next": lambda: app_with(
+        Middleware(HTTPMiddleware, dispatch=call_next_only)
+    ),
+}
+# The least a task held at its response start costs with this Python's public API.
+HELD = (
+    "reference: eager task, held once at its response start"
+    if EAGER_START
+    else "reference: task, held once at its response start"
+)
+if EAGER_START:
+    FACTORIES["reference: eager task, run to its end"] = lambda: app_with(
+        Middleware(TaskReference, eager=True, pause=False)
+    )
+FACTORIES[HELD] = lambda: app_with(Middleware(TaskReference, eager=EAGER_START, pause=True))
 
 
 async def serve(label: str, requests: int) -> None:
-    (variant,) = (variant for variant in VARIANTS if variant.label == label)
-    app = variant.factory()
+    app = FACTORIES[label]()
     await check_response(label, app)
     for _ in range(WARM_UP + requests):
         await app(make_scope(), make_receive(), send)
@@ -45,15 +128,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if valgrind_missing():
         return 2
-    cost = per_request(__file__, LABELS, args.requests)
+    cost = per_request(__file__, FACTORIES, args.requests)
+    overhead = {label: value - cost["bare"] for label, value in cost.items()}
     print(f"Python {sys.version.split()[0]}, asyncio, in-process; {args.requests} requests per app\n")
     print("| app | instructions / request | overhead over bare |")
     print("|---|---:|---:|")
-    for label in LABELS:
-        print(f"| {label} | {cost[label]:,.0f} | {cost[label] - cost['bare']:+,.0f} |")
-    ratio = (cost["HTTPMiddleware"] - cost["bare"]) / (cost["BaseHTTPMiddleware"] - cost["bare"])
+    for label in FACTORIES:
+        print(f"| {label} | {cost[label]:,.0f} | {overhead[label]:+,.0f} |")
+    ratio = overhead["HTTPMiddleware"] / overhead["BaseHTTPMiddleware"]
     met = "met" if ratio <= HTTP_MIDDLEWARE_AIM else "not met"
     print(f"\nHTTPMiddleware overhead / BaseHTTPMiddleware overhead: {ratio:.3f}; aim {HTTP_MIDDLEWARE_AIM}: {met}")
+    budget = overhead["BaseHTTPMiddleware"] * HTTP_MIDDLEWARE_AIM
+    own_work = overhead["HTTPMiddleware"] - overhead["HTTPMiddleware, dispatch only awaits call_next"]
+    print(f"The aim allows {budget:,.0f} instructions; the dispatch function's own work takes {own_work:,.0f} of them.")
+    held = overhead[HELD]
+    print(
+        f"A task held once at its response start costs {held:,.0f} by itself: {own_work + held:,.0f} with the "
+        f"dispatch function's work, {budget - own_work - held:+,.0f} left for everything else."
+    )
     return 0
 
 
