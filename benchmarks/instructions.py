@@ -22,14 +22,17 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 # Run as `python benchmarks/instructions.py`, the repository root is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from starlette.types import ASGIApp
+
 from benchmarks.apps import ORIGIN
+from benchmarks.overhead import check_response, make_receive, make_scope, send
 from benchmarks.stacks import STACKS
 
 REQUEST = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
@@ -116,6 +119,34 @@ def per_request(script: str, labels: Iterable[str], requests: int) -> dict[str, 
         counts = [callgrind_count(script, "--serve", label, "--requests", str(n)) for n in (requests, 0)]
         costs[label] = (counts[0] - counts[1]) / requests
     return costs
+
+
+def count_in_process(
+    script: str, description: str | None, apps: Mapping[str, Callable[[], ASGIApp]], argv: Sequence[str] | None
+) -> tuple[dict[str, float], int]:
+    """The command line of the in-process counts (`layers_instructions.py`, `overhead_instructions.py`).
+
+    With `--serve LABEL` (the process valgrind runs), serves that app's requests and exits.
+    Otherwise returns one request's instructions for each app of `apps`, and the number of requests
+    counted; exits with 2 if valgrind is missing.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000, help="requests counted per app (default: 1000)")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process valgrind runs
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve_in_process(args.serve, apps[args.serve](), args.requests))
+        sys.exit(0)
+    if valgrind_missing():
+        sys.exit(2)
+    return per_request(script, apps, args.requests), args.requests
+
+
+async def serve_in_process(label: str, app: ASGIApp, requests: int) -> None:
+    """Check the app's answer, then call it directly for `WARM_UP + requests` requests."""
+    await check_response(label, app)
+    for _ in range(WARM_UP + requests):
+        await app(make_scope(), make_receive(), send)
 
 
 def count(import_string: str, requests: int, http: str) -> int:

@@ -12,8 +12,6 @@ in the others (CORS exposing the timing headers, say). `App`'s error layer is `A
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import starlette_mw
 from benchmarks.apps import ORIGIN
-from benchmarks.instructions import per_request, valgrind_missing
-from benchmarks.overhead import make_receive, make_scope, send
+from benchmarks.instructions import count_in_process
 from benchmarks.stacks import LEGACY, ROUTES, bare
 from starlette_mw import App, Redirect, RedirectMiddleware, TimingMiddleware
 
-WARM_UP = 200
 LAYERS: dict[str, Callable[[], Middleware]] = {
     "CORSMiddleware": lambda: Middleware(starlette_mw.CORSMiddleware, preset="strict", allow_origins=[ORIGIN]),
     "RedirectMiddleware": lambda: Middleware(
@@ -58,25 +54,10 @@ FORMS: dict[str, Callable[[], Starlette]] = {
 }
 
 
-async def serve(form: str, requests: int) -> None:
-    app = FORMS[form]()
-    for _ in range(WARM_UP + requests):
-        await app(make_scope(), make_receive(), send)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000, help="requests counted per form (default: 1000)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process valgrind runs
-    args = parser.parse_args(argv)
-    if args.serve:
-        asyncio.run(serve(args.serve, args.requests))
-        return 0
-    if valgrind_missing():
-        return 2
-    cost = per_request(__file__, FORMS, args.requests)
+    cost, requests = count_in_process(__file__, __doc__, FORMS, argv)
     whole = cost["the package's stack"]
-    print(f"Python {sys.version.split()[0]}, asyncio, in-process; {args.requests} requests per form\n")
+    print(f"Python {sys.version.split()[0]}, asyncio, in-process; {requests} requests per form\n")
     print("| layer | instructions / request |")
     print("|---|---:|")
     for name in LAYERS:

@@ -19,7 +19,6 @@ dispatch sees the headers before they go out (started eagerly on 3.12+, the ordi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,11 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.apps import app_with, bare, base_http_middleware, http_middleware
-from benchmarks.instructions import per_request, valgrind_missing
-from benchmarks.overhead import HTTP_MIDDLEWARE_AIM, check_response, make_receive, make_scope, send
+from benchmarks.instructions import count_in_process
+from benchmarks.overhead import HTTP_MIDDLEWARE_AIM
 from starlette_mw import CallNext, HTTPMiddleware
 
-WARM_UP = 200
 EAGER_START = sys.version_info >= (3, 12)  # asyncio's public eager start
 
 
@@ -111,26 +109,10 @@ if EAGER_START:
 FACTORIES[HELD] = lambda: app_with(Middleware(TaskReference, eager=EAGER_START, pause=True))
 
 
-async def serve(label: str, requests: int) -> None:
-    app = FACTORIES[label]()
-    await check_response(label, app)
-    for _ in range(WARM_UP + requests):
-        await app(make_scope(), make_receive(), send)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000, help="requests counted per app (default: 1000)")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the process valgrind runs
-    args = parser.parse_args(argv)
-    if args.serve:
-        asyncio.run(serve(args.serve, args.requests))
-        return 0
-    if valgrind_missing():
-        return 2
-    cost = per_request(__file__, FACTORIES, args.requests)
+    cost, requests = count_in_process(__file__, __doc__, FACTORIES, argv)
     overhead = {label: value - cost["bare"] for label, value in cost.items()}
-    print(f"Python {sys.version.split()[0]}, asyncio, in-process; {args.requests} requests per app\n")
+    print(f"Python {sys.version.split()[0]}, asyncio, in-process; {requests} requests per app\n")
     print("| app | instructions / request | overhead over bare |")
     print("|---|---:|---:|")
     for label in FACTORIES:

@@ -15,13 +15,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import layers_instructions, overhead_instructions
+from benchmarks.instructions import serve_in_process
 
 
 @pytest.mark.parametrize("label", list(overhead_instructions.FACTORIES))
 def test_overhead_instructions_serves_each_app(label: str) -> None:
-    asyncio.run(overhead_instructions.serve(label, requests=3))  # each checks its first answer
+    asyncio.run(serve_in_process(label, overhead_instructions.FACTORIES[label](), requests=3))  # checks its answer
 
 
 @pytest.mark.parametrize("form", list(layers_instructions.FORMS))
 def test_layers_instructions_serves_each_form(form: str) -> None:
-    asyncio.run(layers_instructions.serve(form, requests=3))
+    asyncio.run(serve_in_process(form, layers_instructions.FORMS[form](), requests=3))
