@@ -57,7 +57,7 @@ class TaskReference:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.pause:
-            await self.start(self.app, scope, receive, send)
+            await self.start(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
         started, go_on = loop.create_future(), loop.create_future()
@@ -68,16 +68,16 @@ class TaskReference:
                 await go_on
             await send(message)
 
-        task = self.start(self.app, scope, receive, app_send)
+        task = self.start(scope, receive, app_send)
         if not started.done():  # (an eager start has run the endpoint to its response start already)
             await started
         go_on.set_result(None)
         await asyncio.sleep(0)  # one pass of the loop, in which the woken task finishes
         await task
 
-    def start(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> asyncio.Task[None]:
+    def start(self, scope: Scope, receive: Receive, send: Send) -> asyncio.Task[None]:
         # (every app here is an `async def` or a class with one: calling it makes a coroutine)
-        coroutine = cast(Coroutine[Any, Any, None], app(scope, receive, send))
+        coroutine = cast(Coroutine[Any, Any, None], self.app(scope, receive, send))
         loop = asyncio.get_running_loop()
         if self.eager:
             return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
