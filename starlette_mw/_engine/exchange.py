@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._engine.parts import AppResponse, DispatchRequest, disconnect, is_last
-from starlette_mw._engine.tasks import AppTask, Flag
+from starlette_mw._engine.tasks import AppTask
 
 CallNext = Callable[[Request], Awaitable[Response]]
 """The type of `call_next`: it takes the request and returns the response of the rest of the stack.
@@ -60,14 +60,11 @@ PENDING, FORWARD, PULL, DISCARD = range(4)
 CLIENT_CLOSED_REQUEST = 499
 
 
-class Exchange:
+class Exchange(AppTask):
     """The state of one request between dispatch (in the caller's task) and the app (in its own)."""
 
     __slots__ = (
-        "app",
         "app_context",
-        "app_exc",
-        "app_task",
         "called",
         "debug",
         "decided",
@@ -79,44 +76,41 @@ class Exchange:
         "request",
         "response",
         "response_sent",
-        "scope",
         "send",
         "start",
         "started",
     )
 
     def __init__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        self.app = app
-        self.scope = scope
+        super().__init__(app, scope)
         self.send = send
         self.request = DispatchRequest(scope, receive, send)
         self.mode = PENDING
         self.called = False
         self.start: Message | None = None
         self.debug: Message | None = None
-        self.app_exc: Exception | None = None
         self.app_context: contextvars.Context | None = None
         self.response: AppResponse | None = None
         self.pipe_send: MemoryObjectSendStream[Message] | None = None
         self.pipe_recv: MemoryObjectReceiveStream[Message] | None = None
-        self.receive_scopes: set[anyio.CancelScope] = set()
-        self.started = Flag()  # the app sent http.response.start, or ended
-        self.decided = Flag()  # `mode` is no longer PENDING
-        self.forwarded = Flag()  # FORWARD: the app's response has reached the client, or the app ended
-        self.response_sent = Flag()  # dispatch's response reached the client
-        self.app_task: AppTask | None = None
+        self.receive_scopes: set[anyio.CancelScope] | None = None
+        # One-way states (see `AppTask.until`):
+        self.started = False  # the app sent http.response.start, or ended
+        self.decided = False  # `mode` is no longer PENDING
+        self.forwarded = False  # FORWARD: the app's response has reached the client, or the app ended
+        self.response_sent = False  # dispatch's response reached the client
 
-    async def run(self, dispatch: DispatchFunction) -> None:
+    async def handle(self, dispatch: DispatchFunction) -> None:
         try:
             try:
                 await self.respond(dispatch)
             except BaseException:
-                if self.app_task is not None:  # dispatch failed: stop the app where it waits
-                    self.app_task.cancel()
+                if self.launched:  # dispatch failed: stop the app where it waits
+                    self.cancel()
                 raise
             finally:
-                if self.app_task is not None:
-                    await self.app_task.join()
+                if self.launched:
+                    await self.join()
         finally:
             # The response refers back to this exchange; without this, every request would wait
             # for the cycle collector instead of being freed when it ends.
@@ -134,19 +128,22 @@ class Exchange:
             )
         if response is self.response and self.mode == PENDING and not response.body_touched:
             self.mode = FORWARD  # the app's task sends the rest
-            self.decided.set()
-            assert self.app_task is not None
-            if self.app_task.eager is not None:
-                self.app_task.step()
+            self.decided = True
+            if self.waits is not None:
+                self.wake("decided")
+            if self.eager is not None:
+                self.step()
             if response.background is not None:
                 # Dispatch's background task runs here, not inside the app's last send(): the app
                 # may cancel the task that sends once the client has gone (a StreamingResponse
                 # does under ASGI < 2.4, which uvicorn reports), and would cancel it with it.
-                await self.forwarded.wait()
+                await self.until("forwarded")
                 try:
                     await response.background()
                 finally:
-                    self.response_sent.set()  # the app's last send() returns: its own background may run
+                    self.response_sent = True  # the app's last send() returns: its own background may run
+                    if self.waits is not None:
+                        self.wake("response_sent")
         else:
             await response(self.scope, self.request.app_receive, self.send)
             self.end_after_response()
@@ -155,11 +152,11 @@ class Exchange:
         if self.called:
             raise RuntimeError("call_next() was awaited twice for one request; a dispatch function may call it once.")
         self.called = True
-        self.app_task = AppTask(self.run_app)
-        if self.app_task.eager is not None:  # Python 3.11's inline steps; 3.12 started it eagerly
-            self.app_task.step()
-        if not self.started.value:  # the app mostly starts its response in its eager first step
-            await self.started.wait()
+        self.launch()
+        if self.eager is not None:  # Python 3.11's inline steps; 3.12 started it eagerly
+            self.step()
+        if not self.started:  # the app mostly starts its response in its eager first step
+            await self.until("started")
         if self.start is None:
             if self.app_exc is not None:
                 app_exc, self.app_exc = self.app_exc, None
@@ -177,22 +174,23 @@ class Exchange:
             if var.get(self) is not value:
                 var.set(value)
 
-    async def run_app(self) -> None:
-        try:
-            await self.app(self.scope, self.app_receive, self.app_send)
-        except Exception as exc:
-            self.app_exc = exc
-        finally:
-            self.forwarded.set()
-            if self.pipe_send is not None:
-                self.pipe_send.close()
-            self.started.set()
+    def app_ended(self) -> None:
+        self.forwarded = True
+        if self.waits is not None:
+            self.wake("forwarded")
+        if self.pipe_send is not None:
+            self.pipe_send.close()
+        self.started = True
+        if self.waits is not None:
+            self.wake("started")
 
     async def app_receive(self) -> Message:
-        if self.response_sent.is_set():
+        if self.response_sent:
             return disconnect()
         # Dispatch may answer with a response of its own while the app waits here for the client;
         # then the app is told the client is gone (`end_after_response` cancels this scope).
+        if self.receive_scopes is None:
+            self.receive_scopes = set()
         with anyio.CancelScope() as scope:
             self.receive_scopes.add(scope)
             try:
@@ -206,17 +204,21 @@ class Exchange:
             await self.send(message)
             assert self.start is not None and self.response is not None
             if is_last(message, self.start.get("trailers", False)):
-                self.forwarded.set()
+                self.forwarded = True
+                if self.waits is not None:
+                    self.wake("forwarded")
                 if self.response.background is not None:
                     # As in Starlette (and as in PULL below): dispatch's background task first, then the app's.
-                    await self.response_sent.wait()
+                    await self.until("response_sent")
             return
         kind = message["type"]
         if kind == "http.response.start":
             self.start = message
             self.app_context = contextvars.copy_context()
-            self.started.set()
-            await self.decided.wait()
+            self.started = True
+            if self.waits is not None:
+                self.wake("started")
+            await self.until("decided")
             if self.mode == FORWARD:
                 assert self.response is not None
                 await self.send_start(self.send, self.response)
@@ -236,13 +238,13 @@ class Exchange:
             assert self.start is not None
             if is_last(message, self.start.get("trailers", False)):
                 # Like Starlette: the app's own background work starts after the client has it all.
-                await self.response_sent.wait()
+                await self.until("response_sent")
         else:
             await self.dropped()
 
     async def dropped(self) -> None:
         """The client gets another response than the app's: wait until it is sent, then drop the message."""
-        await self.response_sent.wait()
+        await self.until("response_sent")
         await anyio.lowlevel.checkpoint()
 
     async def send_start(self, send: Send, response: Response) -> None:
@@ -253,12 +255,13 @@ class Exchange:
         await send({**self.start, "status": response.status_code, "headers": response.raw_headers})
 
     async def pull_body(self) -> AsyncGenerator[bytes | Message, None]:
-        assert self.app_task is not None
-        if self.mode != PENDING or self.app_task.finished.is_set():
+        if self.mode != PENDING or self.finished:
             return
         self.pipe_send, self.pipe_recv = anyio.create_memory_object_stream[Message](0)
         self.mode = PULL
-        self.decided.set()
+        self.decided = True
+        if self.waits is not None:
+            self.wake("decided")
         assert self.start is not None
         trailers = self.start.get("trailers", False)
         with self.pipe_recv:
@@ -283,9 +286,13 @@ class Exchange:
         """Dispatch's response is out: release an app still waiting to send or receive."""
         if self.mode == PENDING:
             self.mode = DISCARD
-        self.response_sent.set()
-        self.decided.set()
+        self.response_sent = True
+        if self.waits is not None:
+            self.wake("response_sent")
+        self.decided = True
+        if self.waits is not None:
+            self.wake("decided")
         if self.pipe_recv is not None:
             self.pipe_recv.close()
-        for scope in self.receive_scopes:
+        for scope in self.receive_scopes or ():
             scope.cancel()

@@ -51,4 +51,4 @@ class HTTPMiddleware(CheckedOptions, BaseHTTPMiddleware):
         if scope["type"] != "http" or not (self.paths.everything or self.paths(scope)):
             await self.app(scope, receive, send)
             return
-        await Exchange(self.app, scope, receive, send).run(self.dispatch_func)
+        await Exchange(self.app, scope, receive, send).handle(self.dispatch_func)

@@ -58,6 +58,6 @@ class PlainMiddleware(CheckedOptions, BaseHTTPMiddleware):
             await self.app(scope, receive, send)
         elif self._dispatches:
             work = functools.partial(self.__call__, checked=True)
-            await Exchange(work, scope, receive, send).run(self.dispatch_func)
+            await Exchange(work, scope, receive, send).handle(self.dispatch_func)
         else:
             await self(scope, receive, send, checked=True)

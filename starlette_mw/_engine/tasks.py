@@ -24,10 +24,11 @@ import contextvars
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 import anyio
+from starlette.types import ASGIApp, Message, Scope
 
 from starlette_mw._engine import asyncio_private as _asyncio_private
 
@@ -40,51 +41,17 @@ EAGER_START = sys.version_info >= (3, 12) or _asyncio_private.CAN_STEP_AS_TASK
 MAX_INLINE_STEPS = 100
 
 
-class Flag:
-    """A one-way event, as `anyio.Event`, that costs nothing until somebody has to wait for it.
+class _Over:
+    """An awaitable that is over at once: what `AppTask.until` gives for a state that is already set."""
 
-    Most requests set every flag before anyone waits (the app answers at once). A wait that has
-    to block waits on a bare future of its own on asyncio (which the app's eager steps can see is
-    done), on an anyio event elsewhere.
-    """
+    __slots__ = ()
 
-    __slots__ = ("event", "futures", "value")
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
 
-    def __init__(self) -> None:
-        self.value = False
-        self.futures: list[asyncio.Future[None]] | None = None
-        self.event: anyio.Event | None = None
 
-    def set(self) -> None:
-        self.value = True
-        if self.futures is not None:
-            for future in self.futures:
-                if not future.done():  # a cancelled waiter leaves a cancelled future
-                    future.set_result(None)
-        if self.event is not None:
-            self.event.set()
-
-    def is_set(self) -> bool:
-        return self.value
-
-    async def wait(self) -> None:
-        if self.value:
-            return
-        try:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        except RuntimeError:  # not asyncio
-            if self.event is None:
-                self.event = anyio.Event()
-            await self.event.wait()
-            return
-        # One future per waiter: asyncio cancels the future a cancelled task waits on.
-        if self.futures is None:
-            self.futures = []
-        self.futures.append(future)
-        try:
-            await future
-        finally:
-            self.futures.remove(future)
+_OVER = _Over()
 
 
 _SHIELD_POLL_SECONDS = 0.005
@@ -150,16 +117,87 @@ _COROUTINE_ATTRIBUTES = frozenset({"__name__", "__qualname__", "cr_code", "cr_fr
 
 
 class AppTask:
-    """The app's task: started at once, stepped inline while it can be, joined at the end."""
+    """The app behind the middleware, run as a task of its own: the base of `Exchange`.
 
-    __slots__ = ("cancelled", "cancelling", "context", "eager", "error", "finished", "loop", "scope", "task")
+    A subclass supplies `app_receive`, `app_send` and `app_ended`. The request's one-way states
+    (`finished` here, the exchange's own in the subclass) are plain booleans: most requests set
+    them all before anybody waits, so something to wait on is made only when somebody has to
+    (`until`). Whoever sets one calls `wake` if anybody waits at all (`waits`).
+    """
 
-    def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self.scope: anyio.CancelScope | None = None  # trio: the system task is cancelled through it
+    __slots__ = (
+        "app",
+        "app_exc",
+        "cancel_scope",
+        "cancelled",
+        "cancelling",
+        "context",
+        "eager",
+        "error",
+        "finished",
+        "launched",
+        "loop",
+        "retry",
+        "scope",
+        "task",
+        "waits",
+    )
+
+    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+        self.app = app
+        self.scope = scope
+        self.launched = False  # `launch` has started the app's task
+        self.finished = False
+        self.app_exc: Exception | None = None  # the app failed
+        self.waits: dict[str, list[asyncio.Future[None] | anyio.Event]] | None = None
+
+    def until(self, state: str) -> Awaitable[Any]:
+        """What to await until the boolean attribute `state` is set and `wake(state)` called.
+
+        Each waiter gets a bare future of its own on asyncio (asyncio cancels the future that a
+        cancelled task waits on; and Python 3.11's inline steps can see it is done), an anyio
+        event elsewhere.
+        """
+        if getattr(self, state):
+            return _OVER
+        waiter: asyncio.Future[None] | anyio.Event
+        try:
+            waiter = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # not asyncio
+            waiter = anyio.Event()
+        if self.waits is None:
+            self.waits = {}
+        self.waits.setdefault(state, []).append(waiter)
+        return waiter.wait() if isinstance(waiter, anyio.Event) else waiter
+
+    def wake(self, state: str) -> None:
+        """Wake whoever waits for `state`, which has just been set; only if `waits` is not None."""
+        assert self.waits is not None
+        waiters = self.waits.pop(state, ())
+        if not self.waits:
+            self.waits = None  # nobody waits any more: setting the other states costs nothing again
+        for waiter in waiters:
+            if isinstance(waiter, anyio.Event):
+                waiter.set()
+            elif not waiter.done():  # a cancelled waiter leaves a cancelled future
+                waiter.set_result(None)
+
+    async def app_receive(self) -> Message:
+        raise NotImplementedError
+
+    async def app_send(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def app_ended(self) -> None:
+        """Called once the app has ended, however it did, just before `finished` is set."""
+
+    def launch(self) -> None:
+        """Start the app's task: at once, inline, where the loop allows (see the module's docstring)."""
+        self.cancel_scope: anyio.CancelScope | None = None  # trio: the system task is cancelled through it
         self.cancelling = False
-        self.finished = Flag()
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # the app's task ended with something else than an Exception
         self.eager: _EagerCoroutine | None = None
+        self.retry: asyncio.Handle | None = None  # the next attempt of `deliver_cancellation`
         self.cancelled: type[BaseException] = asyncio.CancelledError
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -168,48 +206,62 @@ class AppTask:
             import trio
 
             self.cancelled = trio.Cancelled
-            self.scope = anyio.CancelScope()
-            trio.lowlevel.spawn_system_task(self.run, function, context=contextvars.copy_context())
+            self.cancel_scope = anyio.CancelScope()
+            trio.lowlevel.spawn_system_task(self.run, context=contextvars.copy_context())
+            self.launched = True
             return
         self.context = contextvars.copy_context()
         if not EAGER_START or self.loop.get_task_factory() is not None:
             # A task factory may wrap the coroutine in one of its own (Sentry's does), which no
             # inline step can drive: the task starts the ordinary way.
-            coro = self.run(function)
+            coro = self.run()
             self.task = self.loop.create_task(coro, context=self.context)
-            # A task cancelled (or failed by the factory's wrapper) before `run` began never sets `finished`.
+            # A task cancelled (or failed by the factory's wrapper) before `run` began never ends `run`.
             self.task.add_done_callback(functools.partial(self._ended, coro))
-            return
-        if sys.version_info >= (3, 12):
-            self.task = asyncio.Task(self.run(function), loop=self.loop, context=self.context, eager_start=True)
-            return
-        self.eager = _EagerCoroutine(self.run(function))
-        self.task = self.loop.create_task(self.eager, context=self.context)
+        elif sys.version_info >= (3, 12):
+            self.task = asyncio.Task(self.run(), loop=self.loop, context=self.context, eager_start=True)
+        else:
+            self.eager = _EagerCoroutine(self.run())
+            self.task = self.loop.create_task(self.eager, context=self.context)
+        self.launched = True
 
-    async def run(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def run(self) -> None:
         # Nothing may escape: a trio system task that raises crashes the whole run, and on asyncio
         # nobody awaits the task. `join` raises it in the request's task instead.
         try:
-            if self.scope is None:
-                await function()
+            if self.cancel_scope is None:
+                await self.app(self.scope, self.app_receive, self.app_send)
             else:
-                with self.scope:
-                    await function()
+                with self.cancel_scope:
+                    await self.app(self.scope, self.app_receive, self.app_send)
+        except Exception as exc:
+            self.app_exc = exc
         except BaseException as exc:
             if not (self.cancelling and isinstance(exc, asyncio.CancelledError)):
                 self.error = exc
         finally:
-            self.finished.set()
+            self.finish()
 
     def _ended(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[Any]) -> None:
-        if self.finished.is_set():
+        if self.finished:
             return
         coro.close()  # never started: no "never awaited" warning
         if not task.cancelled():
             self.error = task.exception()
         elif not self.cancelling:
             self.error = asyncio.CancelledError()
-        self.finished.set()
+        self.finish()
+
+    def finish(self) -> None:
+        """The app has ended: tell the subclass, then whoever waits, and stop retrying a cancellation."""
+        self.app_ended()
+        self.finished = True
+        if self.waits is not None:
+            self.wake("finished")
+        if self.retry is not None:
+            # A pending retry holds this object, and with it the whole request, until the loop runs it.
+            self.retry.cancel()
+            self.retry = None
 
     def step(self) -> None:
         """Python 3.11: run the app inline, as its task, while it waits only on futures that are already done.
@@ -219,7 +271,7 @@ class AppTask:
         cancellation of the task, and the app after `MAX_INLINE_STEPS` steps in a row.
         """
         eager = self.eager
-        if eager is None or eager.owned or self.finished.is_set() or self.cancelling or self.task.cancelling():
+        if eager is None or eager.owned or self.finished or self.cancelling or self.task.cancelling():
             return
         waiting_on = eager.waiting_on
         if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
@@ -241,11 +293,11 @@ class AppTask:
 
     def cancel(self) -> None:
         """Cancel the app (if it has not finished) as a task group's cancel scope would."""
-        if self.finished.is_set():
+        if self.finished or self.cancelling:  # once is enough: `deliver_cancellation` retries until it ends
             return
         self.cancelling = True
-        if self.scope is not None:
-            self.scope.cancel()
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
         else:
             self.deliver_cancellation()
 
@@ -255,29 +307,29 @@ class AppTask:
         # pass of the loop until it ends, as it may swallow one cancellation; but not while it is
         # inside a shielded scope, where anyio waits for the shield to end (here: looks again in
         # a few milliseconds, rather than spinning).
-        if self.finished.is_set():
+        if self.finished:
             return
         assert self.loop is not None
         if _asyncio_private.shielded(self.task):
-            self.loop.call_later(_SHIELD_POLL_SECONDS, self.deliver_cancellation)
+            self.retry = self.loop.call_later(_SHIELD_POLL_SECONDS, self.deliver_cancellation)
             return
         if not _asyncio_private.cancellation_pending(self.task):
             self.task.cancel()
-        self.loop.call_soon(self.deliver_cancellation)
+        self.retry = self.loop.call_soon(self.deliver_cancellation)
 
     async def join(self) -> None:
         """Wait until the app has finished; if this task is cancelled meanwhile, stop the app first."""
         if self.eager is not None:
             self.step()
-        if not self.finished.value:
+        if not self.finished:
             try:
                 if self.loop is not None:
                     # Dispatch has just woken the app's task, which mostly finishes in the next pass
                     # of the loop: one bare pass, queued behind it, then finds it done. Waiting on
                     # `finished` instead costs a future, and a second pass to wake this task.
                     await asyncio.sleep(0)
-                if not self.finished.value:
-                    await self.finished.wait()
+                if not self.finished:
+                    await self.until("finished")
             except self.cancelled:
                 # The request is cancelled: stop the app, and wait for it.
                 self.cancel()
@@ -297,9 +349,9 @@ class AppTask:
         the loop, so this waits rather than spins; anything but a cancellation (the wait itself
         failing) propagates with its traceback instead of being retried.
         """
-        while not self.finished.is_set():
+        while not self.finished:
             try:
                 with anyio.CancelScope(shield=True):
-                    await self.finished.wait()
+                    await self.until("finished")
             except self.cancelled:
                 continue

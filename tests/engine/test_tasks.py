@@ -1,5 +1,5 @@
 """The app's task behind `HTTPMiddleware` (`starlette_mw._engine.tasks`): started eagerly on asyncio, a
-system task on trio, and `Flag`.
+system task on trio, and the waits for its one-way states (`until` and `wake`).
 
 Tests marked "Was a bug" failed against the first version of the eager start and guard its fixes;
 the rest cover behaviour that held from the start.
@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starlette_mw import CallNext, HTTPMiddleware
-from starlette_mw._engine.tasks import Flag
+from starlette_mw._engine.tasks import AppTask
 
 
 async def serve(app: ASGIApp, spec_version: str = "2.4") -> Peer:
@@ -164,17 +164,35 @@ async def test_shielded_work_in_app_survives_dispatch_failure(middleware: Middle
     assert done == ["committed"]
 
 
+class OneState(AppTask):
+    """An `AppTask` (never launched) with one one-way state of its own, as `Exchange` has several."""
+
+    __slots__ = ("ready",)
+
+    def __init__(self) -> None:
+        super().__init__(PlainTextResponse("unused"), http_scope())
+        self.ready = False
+
+    def set(self) -> None:
+        self.ready = True
+        if self.waits is not None:
+            self.wake("ready")
+
+    async def wait(self) -> None:
+        await self.until("ready")
+
+
 # Was a bug on asyncio: all waiters shared one future, and asyncio cancels a task's future when
-# it cancels the task, so cancelling one waiter cancelled every other waiter too (anyio.Event, which
-# Flag stands in for, does not). No flag of Exchange has two waiters today.
+# it cancels the task, so cancelling one waiter cancelled every other waiter too (anyio.Event
+# does not). No state of Exchange has two waiters today.
 @pytest.mark.anyio
-async def test_flag_cancelling_one_waiter_leaves_the_others_waiting() -> None:
-    flag = Flag()
+async def test_cancelling_one_waiter_leaves_the_others_waiting() -> None:
+    state = OneState()
     outcomes: list[str] = []
 
     async def waiter(name: str, scope: anyio.CancelScope) -> None:
         with scope:
-            await flag.wait()
+            await state.wait()
             outcomes.append(f"{name} woken")
             return
         outcomes.append(f"{name} cancelled")
@@ -187,23 +205,23 @@ async def test_flag_cancelling_one_waiter_leaves_the_others_waiting() -> None:
             await anyio.wait_all_tasks_blocked()
             first.cancel()
             await anyio.wait_all_tasks_blocked()
-            flag.set()
+            state.set()
     assert sorted(outcomes) == ["first cancelled", "second woken"]
 
 
 @pytest.mark.anyio
-async def test_flag_set_before_and_after_wait_and_after_a_cancelled_wait() -> None:
-    flag = Flag()
+async def test_state_set_before_and_after_wait_and_after_a_cancelled_wait() -> None:
+    state = OneState()
     with anyio.fail_after(DEADLOCK):
         with anyio.move_on_after(0.01) as scope:
-            await flag.wait()
-        assert scope.cancelled_caught and not flag.is_set()
+            await state.wait()
+        assert scope.cancelled_caught and not state.ready
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(flag.wait)
+            tasks.start_soon(state.wait)
             await anyio.wait_all_tasks_blocked()
-            flag.set()
-        assert flag.is_set()
-        await flag.wait()  # set before the wait: returns at once
+            state.set()
+        assert state.ready and state.waits is None
+        await state.wait()  # set before the wait: over at once
 
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
