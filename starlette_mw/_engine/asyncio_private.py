@@ -3,10 +3,10 @@
 Nothing outside this module may use a private name of either library (tests/engine/test_asyncio_private.py
 checks the whole package with `ast`). What is here, and what happens without it:
 
-- `asyncio.tasks._enter_task` / `_leave_task` (Python 3.11 only): make the app's task current while
-  the request's task steps it inline. Python 3.12 starts a task eagerly through a public API
-  (`asyncio.Task(..., eager_start=True)`), so these are not used there. Missing: the app's task
-  starts the ordinary way.
+- `asyncio.tasks._enter_task` / `_leave_task` (Python 3.11 only), as `enter_task` / `leave_task`:
+  make the app's task current while the request's task steps it inline. Python 3.12 starts a
+  task eagerly through a public API (`asyncio.Task(..., eager_start=True)`), so these are not
+  used there. Missing: the app's task starts the ordinary way.
 - A future's `_asyncio_future_blocking` flag, reset as asyncio's own Task does when it resumes a
   coroutine that yielded that future (only around the 3.11 inline steps above).
 - A Task's `_must_cancel` and `_fut_waiter`: whether a cancellation is already on its way to the
@@ -21,39 +21,23 @@ import asyncio
 import asyncio.tasks
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-
-_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = None
-_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = None
+# Make a task current, and stop it being current; the request's task calls these around each inline step.
+enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = None
+leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = None
 if sys.version_info < (3, 12):
-    _enter_task = getattr(asyncio.tasks, "_enter_task", None)
-    _leave_task = getattr(asyncio.tasks, "_leave_task", None)
+    enter_task = getattr(asyncio.tasks, "_enter_task", None)
+    leave_task = getattr(asyncio.tasks, "_leave_task", None)
 
-# Whether `step_as` can run code with another task current (Python 3.11 with the names above).
-CAN_STEP_AS_TASK = _enter_task is not None and _leave_task is not None
+# Whether the app can be stepped inline as its own task (Python 3.11 with the names above).
+CAN_STEP_AS_TASK = enter_task is not None and leave_task is not None
 
 _task_states: Mapping[Any, Any] | None
 try:
     from anyio._backends._asyncio import _task_states
 except ImportError:  # pragma: no cover - anyio moved it: shields are then not seen
     _task_states = None
-
-
-def step_as(
-    loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], caller: asyncio.Task[Any], step: Callable[[], T]
-) -> T:
-    """Call `step` with `task` as the current task instead of `caller`; only if `CAN_STEP_AS_TASK`."""
-    if _enter_task is None or _leave_task is None:
-        raise RuntimeError("step_as() needs asyncio.tasks._enter_task and _leave_task; check CAN_STEP_AS_TASK first.")
-    _leave_task(loop, caller)
-    _enter_task(loop, task)
-    try:
-        return step()
-    finally:
-        _leave_task(loop, task)
-        _enter_task(loop, caller)
 
 
 def resuming(future: Any) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import sys
+import types
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
@@ -69,6 +69,7 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
     __slots__ = ("coro", "owned", "waiting_on")
 
     def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert isinstance(coro, types.CoroutineType)  # `AppTask.run()`: a native coroutine, with `cr_frame`
         self.coro = coro
         self.owned = False  # the task has taken its first step: no more inline steps
         self.waiting_on: Any = _NOTHING
@@ -101,7 +102,7 @@ class _EagerCoroutine(Coroutine[Any, Any, None]):
 
     @property
     def done(self) -> bool:
-        return inspect.getcoroutinestate(self.coro) == inspect.CORO_CLOSED
+        return self.coro.cr_frame is None  # ended or closed
 
     def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - only a task drives it
         raise TypeError("the app's coroutine is driven by its task")
@@ -273,21 +274,28 @@ class AppTask:
         eager = self.eager
         if eager is None or eager.owned or self.finished or self.cancelling or self.task.cancelling():
             return
-        waiting_on = eager.waiting_on
-        if waiting_on is not _NOTHING and not (asyncio.isfuture(waiting_on) and waiting_on.done()):
-            return
-        assert self.loop is not None
-        caller = asyncio.current_task(self.loop)
+        enter, leave = _asyncio_private.enter_task, _asyncio_private.leave_task
+        assert enter is not None and leave is not None and self.loop is not None
+        loop, task, run, send = self.loop, self.task, self.context.run, eager.coro.send
+        caller = asyncio.current_task(loop)
         assert caller is not None
-        send = functools.partial(self.context.run, eager.coro.send, None)
+        waiting_on = eager.waiting_on
         for _ in range(MAX_INLINE_STEPS):
             if waiting_on is not _NOTHING:
+                # Anything but an asyncio future that is done goes to the task (a duck-typed future too).
+                if not (isinstance(waiting_on, asyncio.Future) and waiting_on.done()):
+                    break
                 _asyncio_private.resuming(waiting_on)
+            leave(loop, caller)
+            enter(loop, task)
             try:
-                waiting_on = _asyncio_private.step_as(self.loop, self.task, caller, send)
+                waiting_on = run(send, None)
             except StopIteration:  # `run` lets nothing else out, and has set `finished`
                 return
-            if not (asyncio.isfuture(waiting_on) and waiting_on.done()) or self.task.cancelling():
+            finally:
+                leave(loop, task)
+                enter(loop, caller)
+            if task.cancelling():
                 break
         eager.waiting_on = waiting_on
 
