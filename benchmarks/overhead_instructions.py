@@ -11,8 +11,9 @@ instructions go: `HTTPMiddleware` with a dispatch that only returns `await call_
 that run the app in a task of its own, as `call_next` must (it returns while the app is still
 running). One lets the task run to its end (Python 3.12+, started eagerly); the other holds it
 at its response start until the request's task lets it go on, as `call_next` does so that
-dispatch sees the headers before they go out (started eagerly on 3.12+, the ordinary way on
-3.11, which has no public eager start).
+dispatch sees the headers before they go out. That one starts the task as the engine does:
+eagerly on 3.12+; on 3.11, which has no public eager start, the request's task steps the app as
+its task through the asyncio names the engine keeps in `asyncio_private.py`.
 
     python benchmarks/overhead_instructions.py [--requests N]   # ~2 min per Python
 """
@@ -38,8 +39,31 @@ from benchmarks.apps import app_with, bare, base_http_middleware, http_middlewar
 from benchmarks.instructions import count_in_process
 from benchmarks.overhead import HTTP_MIDDLEWARE_AIM
 from starlette_mw import CallNext, HTTPMiddleware
+from starlette_mw._engine import asyncio_private
 
 EAGER_START = sys.version_info >= (3, 12)  # asyncio's public eager start
+
+
+class _Stepped(Coroutine[Any, Any, None]):
+    """The app's coroutine as its task sees it when the request's task steps it: over once stepped to its end."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self.coroutine = coroutine
+        self.over = False
+
+    def send(self, value: Any) -> Any:
+        if self.over:
+            raise StopIteration
+        return self.coroutine.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self.coroutine.throw(*args)
+
+    def close(self) -> None:
+        self.coroutine.close()
+
+    def __await__(self) -> Any:
+        raise TypeError("only its task drives it")
 
 
 class TaskReference:
@@ -47,12 +71,14 @@ class TaskReference:
 
     Nothing else: no request object, no response object, no error handling. What remains is what
     asyncio charges for a task and, with `pause`, for stopping it once and waking it. `eager`
-    starts the task with asyncio's public eager start (Python 3.12+), otherwise the ordinary way.
+    starts the task with asyncio's public eager start (Python 3.12+); `inline` (3.11) steps the
+    app as its task from the request's task, which suits only an app that waits on nothing else.
     """
 
-    def __init__(self, app: ASGIApp, *, eager: bool, pause: bool) -> None:
+    def __init__(self, app: ASGIApp, *, eager: bool = False, inline: bool = False, pause: bool = True) -> None:
         self.app = app
         self.eager = eager
+        self.inline = inline
         self.pause = pause
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,6 +94,9 @@ class TaskReference:
                 await go_on
             await send(message)
 
+        if self.inline:
+            self.step_inline(loop, self.app(scope, receive, app_send), go_on)
+            return
         task = self.start(scope, receive, app_send)
         if not started.done():  # (an eager start has run the endpoint to its response start already)
             await started
@@ -83,6 +112,31 @@ class TaskReference:
             return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         return loop.create_task(coroutine)
 
+    @staticmethod
+    def step_inline(loop: asyncio.AbstractEventLoop, app: Any, go_on: asyncio.Future[None]) -> None:
+        enter, leave = asyncio_private.enter_task, asyncio_private.leave_task
+        caller = asyncio.current_task(loop)
+        assert enter is not None and leave is not None and caller is not None
+        stepped = _Stepped(app)
+        task = loop.create_task(stepped)
+
+        def step() -> Any:
+            leave(loop, caller)
+            enter(loop, task)
+            try:
+                return stepped.coroutine.send(None)
+            except StopIteration:
+                stepped.over = True
+                return None
+            finally:
+                leave(loop, task)
+                enter(loop, caller)
+
+        waiting_on = step()  # to the response start, where it waits on go_on
+        go_on.set_result(None)
+        asyncio_private.resuming(waiting_on)
+        step()  # to its end
+
 
 async def call_next_only(request: Request, call_next: CallNext) -> Response:
     return await call_next(request)
@@ -96,17 +150,17 @@ FACTORIES: dict[str, Callable[[], Starlette]] = {
         Middleware(HTTPMiddleware, dispatch=call_next_only)
     ),
 }
-# The least a task held at its response start costs with this Python's public API.
+# The least a task held at its response start costs, started as the engine starts it on this Python.
 HELD = (
     "reference: eager task, held once at its response start"
     if EAGER_START
-    else "reference: task, held once at its response start"
+    else "reference: task stepped inline, held once at its response start"
 )
 if EAGER_START:
     FACTORIES["reference: eager task, run to its end"] = lambda: app_with(
         Middleware(TaskReference, eager=True, pause=False)
     )
-FACTORIES[HELD] = lambda: app_with(Middleware(TaskReference, eager=EAGER_START, pause=True))
+FACTORIES[HELD] = lambda: app_with(Middleware(TaskReference, eager=EAGER_START, inline=not EAGER_START))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
