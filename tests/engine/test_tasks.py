@@ -470,3 +470,43 @@ async def test_a_request_cancelled_before_the_apps_task_began() -> None:
         loop.set_task_factory(None)
     assert started == []
     assert peer.sent == []
+
+
+class FactoryFailure(Exception):
+    pass
+
+
+def failing_task_factory() -> Callable[..., asyncio.Task[Any]]:
+    """A loop task factory whose wrapper fails before it runs the coroutine it was given."""
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **options: Any) -> asyncio.Task[Any]:
+        async def wrapper() -> Any:
+            raise FactoryFailure
+
+        return asyncio.Task(wrapper(), loop=loop, **options)
+
+    return factory
+
+
+# Was a bug: when the app's task ended before the app began (here its factory's wrapper failed),
+# call_next went on waiting for a response start that could not come, and the request hung.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_task_factory_that_fails_before_the_app_began() -> None:
+    started: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.append("app")
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    peer = Peer()
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(failing_task_factory())
+    try:
+        with anyio.move_on_after(DEADLOCK) as deadline, pytest.raises(FactoryFailure):
+            await HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send)
+    finally:
+        loop.set_task_factory(None)
+    assert not deadline.cancel_called  # raised at once, not once the request was cancelled
+    assert started == []
+    assert peer.sent == []
