@@ -272,31 +272,30 @@ class AppTask:
         cancellation of the task, and the app after `MAX_INLINE_STEPS` steps in a row.
         """
         eager = self.eager
-        if eager is None or eager.owned or self.finished or self.cancelling or self.task.cancelling():
+        if eager is None or eager.owned or self.finished or self.cancelling:
             return
         enter, leave = _asyncio_private.enter_task, _asyncio_private.leave_task
         assert enter is not None and leave is not None and self.loop is not None
-        loop, task, run, send = self.loop, self.task, self.context.run, eager.coro.send
+        loop, task, coro = self.loop, self.task, eager.coro
         caller = asyncio.current_task(loop)
         assert caller is not None
         waiting_on = eager.waiting_on
-        for _ in range(MAX_INLINE_STEPS):
+        steps = 0
+        while waiting_on is _NOTHING or (isinstance(waiting_on, asyncio.Future) and waiting_on.done()):
+            if steps == MAX_INLINE_STEPS or task.cancelling():
+                break
             if waiting_on is not _NOTHING:
-                # Anything but an asyncio future that is done goes to the task (a duck-typed future too).
-                if not (isinstance(waiting_on, asyncio.Future) and waiting_on.done()):
-                    break
                 _asyncio_private.resuming(waiting_on)
             leave(loop, caller)
             enter(loop, task)
             try:
-                waiting_on = run(send, None)
+                waiting_on = self.context.run(coro.send, None)
             except StopIteration:  # `run` lets nothing else out, and has set `finished`
                 return
             finally:
                 leave(loop, task)
                 enter(loop, caller)
-            if task.cancelling():
-                break
+            steps += 1
         eager.waiting_on = waiting_on
 
     def cancel(self) -> None:
