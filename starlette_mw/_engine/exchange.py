@@ -116,8 +116,10 @@ class Exchange(AppTask):
             # for the cycle collector instead of being freed when it ends.
             self.response = None
         if self.app_exc is not None:  # not raised by call_next: the app failed after its response started
-            app_exc, self.app_exc = self.app_exc, None
-            raise app_exc
+            try:
+                raise self.app_exc
+            finally:
+                self.app_exc = None  # raised from the attribute: a local would make a cycle with its traceback
 
     async def respond(self, dispatch: DispatchFunction) -> None:
         response = await dispatch(self.request, self.call_next)
@@ -159,8 +161,10 @@ class Exchange(AppTask):
             await self.until("started")
         if self.start is None:
             if self.app_exc is not None:
-                app_exc, self.app_exc = self.app_exc, None
-                raise app_exc
+                try:
+                    raise self.app_exc
+                finally:
+                    self.app_exc = None  # raised from the attribute: a local would make a cycle with its traceback
             if self.request._is_disconnected:
                 return Response(status_code=CLIENT_CLOSED_REQUEST)
             raise RuntimeError("No response returned: the app behind this middleware ended without sending one.")
@@ -279,8 +283,10 @@ class Exchange(AppTask):
         # normally would let the response that carries it send a last, empty chunk, and the client
         # would take the truncated body for a complete one.
         if self.app_exc is not None:
-            app_exc, self.app_exc = self.app_exc, None
-            raise app_exc
+            try:
+                raise self.app_exc
+            finally:
+                self.app_exc = None  # raised from the attribute: a local would make a cycle with its traceback
 
     def end_after_response(self) -> None:
         """Dispatch's response is out: release an app still waiting to send or receive."""

@@ -166,19 +166,28 @@ class AppTask:
             waiter = asyncio.get_running_loop().create_future()
         except RuntimeError:  # not asyncio
             waiter = anyio.Event()
-        if self.waits is None:
-            self.waits = {}
-        self.waits.setdefault(state, []).append(waiter)
-        return waiter.wait() if isinstance(waiter, anyio.Event) else waiter
+        waits = self.waits
+        if waits is None:
+            self.waits = {state: [waiter]}
+        elif state not in waits:
+            waits[state] = [waiter]
+        else:
+            # A cancelled wait leaves its future behind; a wait retried after each cancellation
+            # (`wait_despite_cancellation`) would pile them up.
+            waiters = waits[state]
+            waiters[:] = [other for other in waiters if not (isinstance(other, asyncio.Future) and other.done())]
+            waiters.append(waiter)
+        return waiter if isinstance(waiter, asyncio.Future) else waiter.wait()
 
     def wake(self, state: str) -> None:
         """Wake whoever waits for `state`, which has just been set; only if `waits` is not None."""
-        assert self.waits is not None
-        waiters = self.waits.pop(state, ())
-        if not self.waits:
+        waits = self.waits
+        assert waits is not None
+        waiters = waits.pop(state, ())
+        if not waits:
             self.waits = None  # nobody waits any more: setting the other states costs nothing again
         for waiter in waiters:
-            if isinstance(waiter, anyio.Event):
+            if not isinstance(waiter, asyncio.Future):
                 waiter.set()
             elif not waiter.done():  # a cancelled waiter leaves a cancelled future
                 waiter.set_result(None)
@@ -346,8 +355,10 @@ class AppTask:
                 self.cancel()  # stop the app, and let the failure out at once
                 raise
         if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+            try:
+                raise self.error
+            finally:
+                self.error = None  # raised from the attribute: a local would make a cycle with its traceback
 
     async def wait_despite_cancellation(self) -> None:
         """Wait for the app to end, however often this task is cancelled again meanwhile.

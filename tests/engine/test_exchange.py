@@ -8,7 +8,10 @@ StreamingResponse sends then) and from a child task (ASGI 2.3, as it sends under
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
+from typing import cast
 
 import anyio
 import pytest
@@ -204,3 +207,49 @@ async def test_cancelling_the_request_stops_the_app(spec_version: str, dispatch_
             tasks.cancel_scope.cancel()
     assert peer.body_sent == b"one,"
     assert endpoint.ended == ["closed"]  # the app was stopped and cleaned up before the request ended
+
+
+class Interrupted(BaseException):
+    """A failure that is not an `Exception`, as KeyboardInterrupt is not."""
+
+
+# Where the app fails, and how dispatch handles its response; whichever way, the failure reaches
+# the server. Was a bug: the engine raised the app's failure from a local variable, so the
+# failure's traceback held that frame and the frame the failure: a reference cycle that kept the
+# whole request alive until the cycle collector ran.
+FAILURES = ["before its response", "after its response started", "mid-body, dispatch reading it", "interrupted"]
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_failed_request_is_freed_without_the_cycle_collector(anyio_backend: str, failure: str) -> None:
+    refs: list[weakref.ref[object]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if failure == "before its response":
+            raise ValueError(failure)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        if failure == "interrupted":
+            raise Interrupted
+        raise ValueError(failure)
+
+    async def dispatch(request: Request, call_next: CallNext) -> Response:
+        refs.append(weakref.ref(request))
+        response = await call_next(request)
+        if failure == "mid-body, dispatch reading it":
+            return StreamingResponse(cast(StreamingResponse, response).body_iterator)
+        return response
+
+    async def main() -> None:
+        peer = Peer()
+        with pytest.raises((ValueError, Interrupted)):
+            await HTTPMiddleware(app, dispatch)(http_scope(), peer.receive, peer.send)
+
+    gc.collect()
+    gc.disable()
+    try:
+        anyio.run(main, backend=anyio_backend)
+        alive = [ref() is not None for ref in refs]
+    finally:
+        gc.enable()
+    assert alive == [False]

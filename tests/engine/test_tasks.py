@@ -224,6 +224,20 @@ async def test_state_set_before_and_after_wait_and_after_a_cancelled_wait() -> N
         await state.wait()  # set before the wait: over at once
 
 
+# A wait retried after each cancellation (`AppTask.wait_despite_cancellation`) leaves a cancelled
+# future each time; they are dropped as the next wait comes, rather than kept until the state is set.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_cancelled_waits_do_not_pile_up() -> None:
+    state = OneState()
+    for _ in range(100):
+        with anyio.move_on_after(0):
+            await state.wait()
+    assert state.waits is not None and len(state.waits["ready"]) == 1
+    state.set()
+    assert state.waits is None
+
+
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
