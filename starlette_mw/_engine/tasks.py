@@ -226,7 +226,7 @@ class AppTask:
             # inline step can drive: the task starts the ordinary way.
             coro = self.run()
             self.task = self.loop.create_task(coro, context=self.context)
-            # A task cancelled (or failed by the factory's wrapper) before `run` began never ends `run`.
+            # A task cancelled (or failed by the factory's wrapper) before `run` began: `_ended` ends it.
             self.task.add_done_callback(functools.partial(self._ended, coro))
         elif sys.version_info >= (3, 12):
             self.task = asyncio.Task(self.run(), loop=self.loop, context=self.context, eager_start=True)
