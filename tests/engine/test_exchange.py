@@ -8,14 +8,13 @@ StreamingResponse sends then) and from a child task (ASGI 2.3, as it sends under
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import AsyncIterator
 from typing import cast
 
 import anyio
 import pytest
-from peer import DEADLOCK, Peer, http_scope
+from peer import DEADLOCK, Peer, alive_after, http_scope
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -245,11 +244,4 @@ def test_a_failed_request_is_freed_without_the_cycle_collector(anyio_backend: st
         with pytest.raises((ValueError, Interrupted)):
             await HTTPMiddleware(app, dispatch)(http_scope(), peer.receive, peer.send)
 
-    gc.collect()
-    gc.disable()
-    try:
-        anyio.run(main, backend=anyio_backend)
-        alive = [ref() is not None for ref in refs]
-    finally:
-        gc.enable()
-    assert alive == [False]
+    assert alive_after(main, anyio_backend, refs) == [False]

@@ -34,7 +34,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, http_scope
+from peer import DEADLOCK, MIDDLEWARES, Middlewares, Peer, alive_after, http_scope
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -519,11 +519,4 @@ def test_request_freed_without_cycle_collector(
         peer = Peer()
         await middleware(stream_app, dispatch)(http_scope(), peer.receive, peer.send)
 
-    gc.collect()
-    gc.disable()
-    try:
-        anyio.run(main, backend=anyio_backend)
-        alive = [ref() is not None for ref in refs]
-    finally:
-        gc.enable()
-    assert alive == [False, False]
+    assert alive_after(main, anyio_backend, refs) == [False, False]

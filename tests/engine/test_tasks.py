@@ -421,18 +421,37 @@ async def test_the_apps_task_shows_its_coroutine_when_debugging() -> None:
     assert peer.body_sent == b"ok"
 
 
-def wrapping_task_factory(*, yield_first: bool) -> Callable[..., asyncio.Task[Any]]:
-    """A loop task factory that runs each coroutine inside one of its own, as sentry_sdk's AsyncioIntegration does."""
+class FactoryFailure(Exception):
+    pass
+
+
+def wrapping_task_factory(*, yield_first: bool = False, fail: bool = False) -> Callable[..., asyncio.Task[Any]]:
+    """A loop task factory that runs each coroutine inside one of its own, as sentry_sdk's AsyncioIntegration does.
+
+    With `fail`, the wrapper raises `FactoryFailure` instead of running the coroutine it was given.
+    """
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **options: Any) -> asyncio.Task[Any]:
         async def wrapper() -> Any:
             if yield_first:
                 await asyncio.sleep(0)
+            if fail:
+                raise FactoryFailure
             return await coro
 
         return asyncio.Task(wrapper(), loop=loop, **options)
 
     return factory
+
+
+def recording_app(started: list[str]) -> ASGIApp:
+    """An app that answers "ok", and records in `started` that it began."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.append("app")
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    return app
 
 
 # Was a bug: with such a factory the eager start could not step the app, so every request whose
@@ -465,11 +484,7 @@ async def test_a_task_factory_that_wraps_coroutines() -> None:
 @pytest.mark.anyio
 async def test_a_request_cancelled_before_the_apps_task_began() -> None:
     started: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        started.append("app")
-        await PlainTextResponse("ok")(scope, receive, send)
-
+    app = recording_app(started)
     peer = Peer()
     loop = asyncio.get_running_loop()
     loop.set_task_factory(wrapping_task_factory(yield_first=True))  # the app's task waits a turn first
@@ -486,36 +501,16 @@ async def test_a_request_cancelled_before_the_apps_task_began() -> None:
     assert peer.sent == []
 
 
-class FactoryFailure(Exception):
-    pass
-
-
-def failing_task_factory() -> Callable[..., asyncio.Task[Any]]:
-    """A loop task factory whose wrapper fails before it runs the coroutine it was given."""
-
-    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **options: Any) -> asyncio.Task[Any]:
-        async def wrapper() -> Any:
-            raise FactoryFailure
-
-        return asyncio.Task(wrapper(), loop=loop, **options)
-
-    return factory
-
-
 # Was a bug: when the app's task ended before the app began (here its factory's wrapper failed),
 # call_next went on waiting for a response start that could not come, and the request hung.
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_a_task_factory_that_fails_before_the_app_began() -> None:
     started: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        started.append("app")
-        await PlainTextResponse("ok")(scope, receive, send)
-
+    app = recording_app(started)
     peer = Peer()
     loop = asyncio.get_running_loop()
-    loop.set_task_factory(failing_task_factory())
+    loop.set_task_factory(wrapping_task_factory(fail=True))
     try:
         with anyio.move_on_after(DEADLOCK) as deadline, pytest.raises(FactoryFailure):
             await HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send)

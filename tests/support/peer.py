@@ -3,6 +3,10 @@ the parameters that run a test against BaseHTTPMiddleware and HTTPMiddleware sid
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -36,6 +40,18 @@ async def call_asgi(app: ASGIApp, scope: Scope) -> list[Message]:
 
 async def passthrough(request: Request, call_next: CallNext) -> Response:
     return await call_next(request)
+
+
+def alive_after(main: Callable[[], Awaitable[None]], backend: str, refs: list[weakref.ref[object]]) -> list[bool]:
+    """Run `main` on `backend` with the cycle collector off; then, for each of `refs` (which `main`
+    fills), whether its object is still alive: what only the collector would have freed."""
+    gc.collect()
+    gc.disable()
+    try:
+        anyio.run(main, backend=backend)
+        return [ref() is not None for ref in refs]
+    finally:
+        gc.enable()
 
 
 # A deadlock should fail its test quickly rather than wait for pytest-timeout; never reached otherwise.
