@@ -18,9 +18,11 @@ copy of the scope shares (a copy keeps the same object):
   record and sets `error_edits`, where a middleware registers (`wrap_error_response`) the edit
   that puts its headers on that response.
 
-A layer that asks makes the record if the scope has none (`announce_headers`); one that only answers (a
-CORS layer) reads it, and does nothing without one: a request no layer asks about costs it one
-dictionary look-up.
+Each layer that takes part takes the record when the request comes in, and makes it if the scope
+has none yet (`record_of`): whichever layer is outermost makes it, and the layers inside find the
+same object, through any copy of the scope made in between. (A CORS layer outside a timing layer
+that looked only at its response start would miss the record when a middleware between the two
+had copied the scope.) A request costs each layer one dictionary look-up, and one small object.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "allow_origin",
     "announce_headers",
     "headers_added",
+    "record_of",
     "wrap_error_response",
 ]
 
@@ -121,12 +124,18 @@ def expose(headers: list[tuple[bytes, bytes]], names: Sequence[bytes], origin: b
             headers[index] = (name, value + b", " + origin)
 
 
-def announce_headers(scope: Scope, names: Sequence[bytes]) -> RequestRecord:
-    """A layer will add the headers `names` to this request's response: a CORS layer is to expose
-    them to the origin it allows. Returns the record to pass to `headers_added`."""
+def record_of(scope: Scope) -> RequestRecord:
+    """The request's record, made if the scope has none yet; take it when the request comes in."""
     record: RequestRecord | None = scope.get(SCOPE_KEY)
     if record is None:
         record = scope[SCOPE_KEY] = RequestRecord()
+    return record
+
+
+def announce_headers(scope: Scope, names: Sequence[bytes]) -> RequestRecord:
+    """A layer will add the headers `names` to this request's response: a CORS layer is to expose
+    them to the origin it allows. Returns the record to pass to `headers_added`."""
+    record = record_of(scope)
     record.exposed = names
     return record
 

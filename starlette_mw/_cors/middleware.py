@@ -25,9 +25,9 @@ from starlette_mw._request_record import (
     Headers,
     RequestRecord,
     allow_origin,
+    record_of,
     wrap_error_response,
 )
-from starlette_mw._request_record import SCOPE_KEY as RECORD_KEY
 
 __all__ = ["CORSMiddleware", "CORSPolicy"]
 
@@ -120,7 +120,7 @@ class _Policy:
         return self.refused
 
 
-def _cors_headers(changes: Changes, vary: bool, record: RequestRecord | None, headers: Headers) -> Headers:
+def _cors_headers(changes: Changes, vary: bool, record: RequestRecord, headers: Headers) -> Headers:
     """A response start's `headers` with the `changes`, `Vary: Origin` if `vary` (Starlette's
     preflight responses carry their own), and the announced headers exposed (see `_request_record.py`)."""
     if has_any(headers, changes.looked_for):
@@ -128,12 +128,12 @@ def _cors_headers(changes: Changes, vary: bool, record: RequestRecord | None, he
     headers += changes.added
     if vary:
         headers.append((b"vary", b"Origin"))
-    if record is not None and record.exposed and changes.origin is not None:
+    if record.exposed and changes.origin is not None:
         allow_origin(record, headers, changes.origin, known_absent=not changes.exposes)
     return headers
 
 
-def _merged(changes: Changes, vary: bool, record: RequestRecord | None, headers: Headers) -> Headers:
+def _merged(changes: Changes, vary: bool, record: RequestRecord, headers: Headers) -> Headers:
     """`_cors_headers` for a response that has headers of its own that the edit replaces or merges with."""
     dropped, added, origin, _, _ = changes
     if has_any(headers, dropped):
@@ -145,7 +145,7 @@ def _merged(changes: Changes, vary: bool, record: RequestRecord | None, headers:
         headers = merge_vary(headers, b"Origin" if vary else None)
     elif vary:
         headers.append((b"vary", b"Origin"))
-    if record is not None and record.exposed:  # a layer (TimingMiddleware) announced headers to expose
+    if record.exposed:  # a layer (TimingMiddleware) announced headers to expose
         if origin is None:  # the app's own, kept for an origin not allowed
             origin = next((value for name, value in headers if name.lower() == _ACAO), None)
         if origin is not None:  # expose them to that origin; see `_request_record.py`
@@ -268,14 +268,14 @@ class CORSMiddleware(PlainMiddleware):
         else:
             app, edit = self.app, policy.named.get(origin) or policy.edit(origin)  # (the usual origin, without a call)
         vary = not preflight
-        record: RequestRecord | None = scope.get(RECORD_KEY)
+        record = record_of(scope)  # (a timing layer inside announces its headers in it)
         started = False
 
         def send_cors(message: Message) -> Awaitable[None]:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if record is not None and record.error_edits:  # registered for an earlier error
+                if record.error_edits:  # registered for an earlier error
                     record.error_edits.pop(self, None)
                 # (the start is the app's to send once, as Starlette's middleware assume: edited in place)
                 message["headers"] = _cors_headers(edit, vary, record, list(message.get("headers", ())))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from browser import TwoOrigins
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -40,7 +41,7 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("boom")
 
 
-def serve_on_localhost(two_origins: TwoOrigins, app: App) -> str:
+def serve_on_localhost(two_origins: TwoOrigins, app: Starlette) -> str:
     """Start `app` and return its origin as http://localhost:<port>: the same site as the page, another origin."""
     return two_origins.serve(app).replace("http://127.0.0.1:", "http://localhost:")
 
@@ -165,20 +166,33 @@ def test_strict(two_origins: TwoOrigins) -> None:
     }
 
 
-def test_server_timing_reaches_an_allowed_page(two_origins: TwoOrigins) -> None:
-    api = serve(two_origins, preset="strict", allow_origins=[two_origins.page_origin])
+@pytest.mark.parametrize("app_class", [App, Starlette])
+@pytest.mark.parametrize("cors_outside", [True, False], ids=["CORS-outside-timing", "timing-outside-CORS"])
+def test_server_timing_reaches_an_allowed_page(
+    two_origins: TwoOrigins, app_class: type[Starlette], cors_outside: bool
+) -> None:
+    # In either order, and in a plain Starlette app too (no error layer to make the request's record first).
+    layers = [
+        Middleware(CORSMiddleware, preset="strict", allow_origins=[two_origins.page_origin]),
+        Middleware(TimingMiddleware),
+    ]
+    app = app_class(routes=[Route("/me", whoami)], middleware=layers if cors_outside else layers[::-1])
+    api = serve_on_localhost(two_origins, app)
 
-    entry = two_origins.run_js(
+    read = two_origins.run_js(
         """
         const response = await fetch(api + "/me");
         await response.text();
-        return await resourceEntry(response.url);
+        const entry = await resourceEntry(response.url);
+        return { processTime: response.headers.get("X-Process-Time"), serverTiming: entry.serverTiming };
         """,
         api=api,
     )
 
-    # Timing-Allow-Origin, added for the allowed page: without it Chromium gives an empty list.
-    assert [metric["name"] for metric in entry["serverTiming"]] == ["app"]
+    # Access-Control-Expose-Headers lets the page read X-Process-Time; Timing-Allow-Origin, added
+    # for the allowed page, the metrics (without it Chromium gives an empty list).
+    assert float(read["processTime"]) >= 0
+    assert [metric["name"] for metric in read["serverTiming"]] == ["app"]
 
 
 async def items(request: Request) -> Response:

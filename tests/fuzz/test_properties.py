@@ -21,7 +21,8 @@ from starlette.middleware.cors import CORSMiddleware as StarletteCORSMiddleware
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starlette_mw import CORSMiddleware, Redirect, RedirectMiddleware
+from starlette_mw import CORSMiddleware, Redirect, RedirectMiddleware, TimingMiddleware
+from starlette_mw._http import has_any
 
 pytestmark = pytest.mark.anyio
 
@@ -609,3 +610,59 @@ async def test_cors_edits_any_response_as_starlettes_does(
     assert (status, body) == (their_status, their_body)
     assert by_name(got) == by_name(expected)
     assert len([name for name, _ in got if name == "vary"]) == 1
+
+
+# -- Header names in any case --------------------------------------------------------------------------
+
+
+@given(
+    headers=st.lists(st.tuples(st.binary(max_size=12), st.just(b"v")), max_size=6),
+    names=st.frozensets(st.binary(max_size=12).map(bytes.lower), max_size=4),
+)
+def test_has_any_is_its_definition_for_any_bytes(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]) -> None:
+    """`has_any` skips lowering names with no upper-case letter; for any bytes it answers as lowering each would."""
+    assert has_any(headers, names) == any(name.lower() in names for name, _ in headers)
+    assert has_any(headers, tuple(names)) == any(name.lower() in names for name, _ in headers)
+
+
+def any_case(name: str) -> st.SearchStrategy[str]:
+    """`name` with each letter in upper or lower case."""
+    return st.tuples(*(st.sampled_from(sorted({char.lower(), char.upper()})) for char in name)).map("".join)
+
+
+# Headers that the timing and CORS layers set, replace or merge, as an app may spell them.
+OWN_HEADERS = st.lists(
+    st.sampled_from(
+        [
+            ("x-process-time", "stale"),
+            ("access-control-allow-origin", "https://elsewhere.example"),
+            ("access-control-expose-headers", "X-Own"),
+            ("vary", "Accept"),
+            ("content-type", "text/plain"),
+        ]
+    ).flatmap(lambda header: any_case(header[0]).map(lambda name: (name, header[1]))),
+    max_size=5,
+)
+
+
+@given(response=OWN_HEADERS)
+async def test_the_apps_headers_in_any_case_are_replaced_or_merged_never_doubled(
+    response: list[tuple[str, str]],
+) -> None:
+    origin = "https://app.example.com"
+    app = CORSMiddleware(TimingMiddleware(responding(response)), preset="strict", allow_origins=[origin])
+
+    _, got, _ = await asgi(app, "GET", [("origin", origin)])
+
+    values: dict[str, list[str]] = {}
+    for name, value in got:
+        values.setdefault(name.lower(), []).append(value)
+    for name in ("x-process-time", "access-control-allow-origin", "vary"):
+        assert len(values[name]) == 1, (name, got)
+    assert values["x-process-time"] != ["stale"]
+    assert values["access-control-allow-origin"] == [origin]
+    assert "origin" in {item.strip().lower() for item in values["vary"][0].split(",")}
+    # A list header may come as several lines (RFC 9110, section 5.3): the page reads their items.
+    exposed = {item.strip().lower() for value in values["access-control-expose-headers"] for item in value.split(",")}
+    own = {"x-own"} if "x-own" in {value.lower() for name, value in response} else set()
+    assert exposed == {"x-process-time", "server-timing", *own}
