@@ -137,10 +137,11 @@ def has_any(headers: list[tuple[bytes, bytes]], names: Collection[bytes]) -> boo
     """Whether one of `headers` is named one of `names` (given in lower case), in any case.
 
     Called on every response start: a plain loop, which costs less here than building a set or a
-    dict of the names would.
+    dict of the names would. A name with no upper-case letter (as ASGI asks, and as Starlette's
+    responses send them) is looked up as it is; only the others are lowered first, into a copy.
     """
     for name, _ in headers:
-        if name.lower() in names:
+        if name in names or (not name.islower() and name.lower() in names):
             return True
     return False
 

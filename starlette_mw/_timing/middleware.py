@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._engine.plain import PlainMiddleware
-from starlette_mw._http import check_origin, is_origin, merge_vary
+from starlette_mw._http import check_origin, has_any, is_origin, merge_vary
 from starlette_mw._paths import PathPatterns
 from starlette_mw._registration import is_async
 from starlette_mw._request_record import (
@@ -247,10 +247,8 @@ class TimingMiddleware(PlainMiddleware):
         timing_allow_origin = self._tao if function is None else self._asked_timing_allow_origin(function, scope)
         # The app's own Timing-Allow-Origin is replaced only by one of ours.
         replaced = self._replaced if timing_allow_origin is not None else self._replaced_but_tao
-        for name, _ in headers:  # (a loop of its own: this runs on every response)
-            if name.lower() in replaced:
-                headers = [(name, value) for name, value in headers if name.lower() not in replaced]
-                break
+        if has_any(headers, replaced):
+            headers = [(name, value) for name, value in headers if name.lower() not in replaced]
         if self._process_time is not None:
             headers.append((self._process_time, self._seconds_format % elapsed))
         metrics.sent = True  # later metrics are dropped (a second start gets the same ones)
