@@ -22,8 +22,7 @@ Each layer that takes part takes the record when the request comes in, and makes
 has none yet (`record_of`): whichever layer is outermost makes it, and the layers inside find the
 same object, through any copy of the scope made in between. (A CORS layer outside a timing layer
 that looked only at its response start would miss the record when a middleware between the two
-had copied the scope.) A request costs each layer one dictionary look-up, and the record is one
-small object a request.
+had copied the scope.) A request costs each layer one dictionary look-up, and one small object.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starlette_mw._registration import is_async
-from starlette_mw._request_record import Edit, Headers, record_of
+from starlette_mw._request_record import SCOPE_KEY, Edit, Headers, RequestRecord
 
 __all__ = ["ErrorResponseMiddleware", "with_error_headers"]
 
@@ -51,8 +51,10 @@ class ErrorResponseMiddleware(ServerErrorMiddleware):
             await self.app(scope, receive, send)
             return
         # Made here, before any middleware can copy the scope: every copy then shares it.
-        record = record_of(scope)
-        if record.error_edits is not None:
+        record: RequestRecord | None = scope.get(SCOPE_KEY)
+        if record is None:
+            record = scope[SCOPE_KEY] = RequestRecord()
+        elif record.error_edits is not None:
             # An App mounted inside another: the outer one applies the edits, on the response as it
             # leaves the whole app (the inner 500 goes out through it too).
             await super().__call__(scope, receive, send)
