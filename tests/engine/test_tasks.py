@@ -8,6 +8,7 @@ the rest cover behaviour that held from the start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import types
@@ -425,8 +426,10 @@ class FactoryFailure(Exception):
     pass
 
 
-def wrapping_task_factory(*, yield_first: bool = False, fail: bool = False) -> Callable[..., asyncio.Task[Any]]:
-    """A loop task factory that runs each coroutine inside one of its own, as sentry_sdk's AsyncioIntegration does.
+@contextlib.contextmanager
+def wrapping_task_factory(*, yield_first: bool = False, fail: bool = False) -> Generator[None, None, None]:
+    """On the running loop, a task factory that runs each coroutine inside one of its own, as
+    sentry_sdk's AsyncioIntegration does; the loop has none again afterwards.
 
     With `fail`, the wrapper raises `FactoryFailure` instead of running the coroutine it was given.
     """
@@ -441,7 +444,13 @@ def wrapping_task_factory(*, yield_first: bool = False, fail: bool = False) -> C
 
         return asyncio.Task(wrapper(), loop=loop, **options)
 
-    return factory
+    installed: Callable[..., asyncio.Task[Any]] = factory  # (typeshed types the factory's options narrowly)
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(installed)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(None)
 
 
 def recording_app(started: list[str]) -> ASGIApp:
@@ -470,12 +479,8 @@ async def test_a_task_factory_that_wraps_coroutines() -> None:
         var.set("dispatch")
         return await call_next(request)
 
-    loop = asyncio.get_running_loop()
-    loop.set_task_factory(wrapping_task_factory(yield_first=False))
-    try:
+    with wrapping_task_factory(yield_first=False):
         peer = await serve(HTTPMiddleware(app, dispatch))
-    finally:
-        loop.set_task_factory(None)
     assert peer.body_sent == b"ok"
     assert seen == {"var in app": "dispatch"}
 
@@ -486,17 +491,13 @@ async def test_a_request_cancelled_before_the_apps_task_began() -> None:
     started: list[str] = []
     app = recording_app(started)
     peer = Peer()
-    loop = asyncio.get_running_loop()
-    loop.set_task_factory(wrapping_task_factory(yield_first=True))  # the app's task waits a turn first
-    try:
+    with wrapping_task_factory(yield_first=True):  # the app's task waits a turn first
         # Made without the factory, this task runs dispatch at its first step, which starts the app's task.
         request = asyncio.Task(HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send))
         await asyncio.sleep(0)
         request.cancel()  # reaches the app's task while its wrapper waits, before the app began
         with anyio.fail_after(DEADLOCK), pytest.raises(asyncio.CancelledError):
             await request
-    finally:
-        loop.set_task_factory(None)
     assert started == []
     assert peer.sent == []
 
@@ -509,13 +510,8 @@ async def test_a_task_factory_that_fails_before_the_app_began() -> None:
     started: list[str] = []
     app = recording_app(started)
     peer = Peer()
-    loop = asyncio.get_running_loop()
-    loop.set_task_factory(wrapping_task_factory(fail=True))
-    try:
-        with anyio.move_on_after(DEADLOCK) as deadline, pytest.raises(FactoryFailure):
-            await HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send)
-    finally:
-        loop.set_task_factory(None)
+    with wrapping_task_factory(fail=True), anyio.move_on_after(DEADLOCK) as deadline, pytest.raises(FactoryFailure):
+        await HTTPMiddleware(app, passthrough)(http_scope(), peer.receive, peer.send)
     assert not deadline.cancel_called  # raised at once, not once the request was cancelled
     assert started == []
     assert peer.sent == []
